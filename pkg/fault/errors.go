@@ -1,0 +1,64 @@
+package fault
+
+import (
+	"errors"
+	"strings"
+)
+
+// FieldError is a problem with one parameter. Key is relative to the fault's mapping
+// ("loss", "ports[1]"); the config loader prefixes the experiment's path and adds the line.
+type FieldError struct {
+	Key string
+	Msg string
+}
+
+func (e *FieldError) Error() string {
+	if e.Key == "" {
+		return e.Msg
+	}
+	return e.Key + ": " + e.Msg
+}
+
+// Errors is a list of problems found together, so a user sees all of them at once.
+type Errors []*FieldError
+
+func (es Errors) Error() string {
+	var b strings.Builder
+	for i, e := range es {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Err returns nil for an empty list, so `return errs.Err()` reads naturally.
+func (es Errors) Err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+// Add appends a FieldError.
+func (es *Errors) Add(key, msg string) {
+	*es = append(*es, &FieldError{Key: key, Msg: msg})
+}
+
+// FieldErrors flattens err into FieldErrors: an Errors list, a single *FieldError, or
+// anything else as one error without a key.
+func FieldErrors(err error) []*FieldError {
+	if err == nil {
+		return nil
+	}
+	var es Errors
+	if errors.As(err, &es) {
+		return es
+	}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return []*FieldError{fe}
+	}
+	return []*FieldError{{Msg: err.Error()}}
+}

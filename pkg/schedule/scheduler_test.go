@@ -1,0 +1,380 @@
+package schedule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The tests in this file that use real time run in parallel, so together they take about as
+// long as the longest one (about 3 s) rather than the sum.
+
+// syncBuffer is a log sink that may be written by cron's goroutines while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// call is one observed job invocation.
+type call struct {
+	name      string
+	scheduled time.Time
+	at        time.Time
+}
+
+// recorder collects calls from any number of jobs.
+type recorder struct {
+	mu    sync.Mutex
+	calls []call
+}
+
+func (r *recorder) job(ctx context.Context, name string, scheduled time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, call{name, scheduled, time.Now()})
+}
+
+func (r *recorder) of(name string) []call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []call
+	for _, c := range r.calls {
+		if c.name == name {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func TestSchedulerFiresEverySecond(t *testing.T) {
+	t.Parallel()
+	every := mustParse(t, "* * * * * *", time.UTC)
+	var rec, old recorder
+	s := NewScheduler(time.UTC, nil)
+	s.Add(Entry{Name: "tick", Schedule: every}, rec.job)
+	s.Add(Entry{Name: "jittered", Schedule: every, Jitter: 300 * time.Millisecond, Dice: NewDice(5, "jittered")}, rec.job)
+	s.Add(Entry{Name: "replaced", Schedule: every}, old.job)
+	s.Add(Entry{Name: "replaced", Schedule: every}, rec.job) // hot reload: replaces the first
+	s.Add(Entry{Name: "removed-before", Schedule: every}, rec.job)
+	s.Remove("removed-before")
+	s.Start(t.Context())
+	s.Add(Entry{Name: "removed-after", Schedule: every}, rec.job)
+	s.Remove("removed-after")
+
+	time.Sleep(2500 * time.Millisecond)
+	s.Stop()
+	stoppedAt := time.Now()
+
+	// 2.5 s hold two or three whole seconds; allow one either way for a loaded machine.
+	tests := []struct {
+		name     string
+		min, max int
+		jitter   time.Duration
+	}{
+		{"tick", 1, 4, 0},
+		{"jittered", 1, 4, 300 * time.Millisecond},
+		{"replaced", 1, 4, 0},
+		{"removed-before", 0, 0, 0},
+		{"removed-after", 0, 0, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			calls := rec.of(tc.name)
+			if n := len(calls); n < tc.min || n > tc.max {
+				t.Fatalf("%d calls in 2.5 s, want %d..%d", n, tc.min, tc.max)
+			}
+			for i, c := range calls {
+				if c.scheduled.Nanosecond() != 0 {
+					t.Errorf("call %d: scheduled %s is not a whole-second tick", i, c.scheduled)
+				}
+				late := c.at.Sub(c.scheduled)
+				if late < 0 || late > tc.jitter+time.Second {
+					t.Errorf("call %d: %s after its tick, want 0..%s", i, late, tc.jitter+time.Second)
+				}
+				if i > 0 && !c.scheduled.After(calls[i-1].scheduled) {
+					t.Errorf("call %d: scheduled %s not after the previous %s", i, c.scheduled, calls[i-1].scheduled)
+				}
+				if c.at.After(stoppedAt) {
+					t.Errorf("call %d at %s, after Stop returned", i, c.at)
+				}
+			}
+		})
+	}
+	if n := len(old.of("replaced")); n != 0 {
+		t.Errorf("the replaced job ran %d times", n)
+	}
+	if got, want := s.Entries(), []string{"jittered", "replaced", "tick"}; !slices.Equal(got, want) {
+		t.Errorf("Entries() = %v, want %v", got, want)
+	}
+}
+
+func TestSchedulerStopCancelsJitter(t *testing.T) {
+	t.Parallel()
+	var rec recorder
+	s := NewScheduler(time.UTC, nil)
+	waiting := make(chan time.Duration, 1)
+	s.onJitter = func(name string, d time.Duration) {
+		select {
+		case waiting <- d:
+		default:
+		}
+	}
+	s.Add(Entry{Name: "slow", Schedule: mustParse(t, "* * * * * *", time.UTC), Jitter: time.Hour, Dice: NewDice(11, "slow")}, rec.job)
+	s.Start(t.Context())
+
+	var d time.Duration
+	select {
+	case d = <-waiting:
+	case <-time.After(3 * time.Second):
+		s.Stop()
+		t.Fatal("no jitter wait began within 3 s")
+	}
+	if d <= 0 || d >= time.Hour {
+		t.Errorf("jitter %s, want in (0, 1h)", d)
+	}
+	start := time.Now()
+	s.Stop()
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Stop took %s with a pending jitter wait, want it cancelled promptly", took)
+	}
+	// A cancelled jitter wait must not start a run: the agent is shutting down.
+	if n := len(rec.of("slow")); n != 0 {
+		t.Errorf("job called %d times after its jitter wait was cancelled", n)
+	}
+}
+
+func TestSchedulerStopCancelsAndWaits(t *testing.T) {
+	t.Parallel()
+	s := NewScheduler(time.UTC, nil)
+	entered := make(chan struct{})
+	var once sync.Once
+	var (
+		mu       sync.Mutex
+		seen     error
+		returned bool
+	)
+	s.Add(Entry{Name: "hold", Schedule: mustParse(t, "* * * * * *", time.UTC)}, func(ctx context.Context, name string, _ time.Time) {
+		first := false
+		once.Do(func() { first = true; close(entered) })
+		if !first {
+			return
+		}
+		<-ctx.Done()
+		time.Sleep(100 * time.Millisecond) // cleanup that Stop must wait for
+		mu.Lock()
+		seen, returned = ctx.Err(), true
+		mu.Unlock()
+	})
+	s.Start(t.Context())
+	select {
+	case <-entered:
+	case <-time.After(3 * time.Second):
+		s.Stop()
+		t.Fatal("job did not start within 3 s")
+	}
+	s.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	if !returned {
+		t.Fatal("Stop returned before the job did")
+	}
+	if !errors.Is(seen, context.Canceled) {
+		t.Fatalf("job saw ctx error %v, want context.Canceled", seen)
+	}
+}
+
+func TestSchedulerParentContextEnds(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	s := NewScheduler(time.UTC, nil)
+	defer s.Stop()
+	var rec recorder
+	entered := make(chan error, 1)
+	s.Add(Entry{Name: "hold", Schedule: mustParse(t, "* * * * * *", time.UTC)}, func(jctx context.Context, name string, at time.Time) {
+		rec.job(jctx, name, at)
+		if len(rec.of(name)) == 1 {
+			<-jctx.Done()
+			entered <- jctx.Err()
+		}
+	})
+	s.Start(ctx)
+	time.Sleep(1100 * time.Millisecond) // at least one tick
+	cancel()
+	select {
+	case err := <-entered:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("job saw %v, want context.Canceled", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("job did not observe the parent context ending")
+	}
+	n := len(rec.of("hold"))
+	time.Sleep(1200 * time.Millisecond) // would hold at least one more tick
+	if m := len(rec.of("hold")); m != n {
+		t.Fatalf("%d calls after the parent context ended", m-n)
+	}
+}
+
+func TestSchedulerRecoversPanic(t *testing.T) {
+	t.Parallel()
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+	s := NewScheduler(time.UTC, log)
+	var (
+		mu    sync.Mutex
+		calls int
+	)
+	twice := make(chan struct{})
+	s.Add(Entry{Name: "boom", Schedule: mustParse(t, "* * * * * *", time.UTC)}, func(context.Context, string, time.Time) {
+		mu.Lock()
+		calls++
+		if calls == 2 {
+			close(twice)
+		}
+		mu.Unlock()
+		panic("injected test panic")
+	})
+	s.Start(t.Context())
+	select {
+	case <-twice: // the process survived the first panic and the entry keeps firing
+	case <-time.After(3500 * time.Millisecond):
+		t.Error("panicking job was not called a second time within 3.5 s")
+	}
+	s.Stop()
+	out := logs.String()
+	for _, want := range []string{"injected test panic", "entry=boom", "cron panic"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestSchedulerBookkeeping(t *testing.T) {
+	hourly := mustParse(t, "0 * * * *", time.UTC)
+	s := NewScheduler(nil, nil)
+	var rec recorder
+	s.Add(Entry{Name: "b", Schedule: hourly}, rec.job)
+	s.Add(Entry{Name: "a", Schedule: hourly}, rec.job)
+	s.Add(Entry{Name: "c", Schedule: hourly}, rec.job)
+	s.Add(Entry{Name: "a", Schedule: hourly}, rec.job)
+	s.Add(Entry{Name: "broken"}, rec.job) // no schedule: listed, never fires
+	s.Remove("c")
+	s.Remove("does-not-exist")
+
+	if got, want := s.Entries(), []string{"a", "b", "broken"}; !slices.Equal(got, want) {
+		t.Fatalf("Entries() = %v, want %v", got, want)
+	}
+	check := func(stage string) {
+		t.Helper()
+		now := time.Now()
+		next, ok := s.NextFire("a")
+		if !ok || !next.After(now) || next.Sub(now) > time.Hour || next.Minute() != 0 || next.Second() != 0 {
+			t.Errorf("%s: NextFire(a) = %s, %v; want the next whole hour after %s", stage, next, ok, now)
+		}
+		for _, name := range []string{"c", "broken", "nope"} {
+			if next, ok := s.NextFire(name); ok {
+				t.Errorf("%s: NextFire(%s) = %s, want none", stage, name, next)
+			}
+		}
+	}
+	check("before Start")
+	s.Start(t.Context())
+	check("after Start")
+	s.Stop()
+	s.Stop() // idempotent
+	if next, ok := s.NextFire("a"); ok {
+		t.Errorf("after Stop: NextFire(a) = %s, want none", next)
+	}
+	if n := len(rec.calls); n != 0 {
+		t.Errorf("%d calls of hourly jobs", n)
+	}
+}
+
+func TestSchedulerStopWithoutStart(t *testing.T) {
+	s := NewScheduler(time.UTC, nil)
+	s.Add(Entry{Name: "x", Schedule: mustParse(t, "* * * * * *", time.UTC)}, func(context.Context, string, time.Time) {})
+	done := make(chan struct{})
+	go func() { s.Stop(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Stop without Start blocked")
+	}
+	s.Start(t.Context()) // no-op after Stop
+	if s.ctx != nil {
+		t.Fatal("Start after Stop started the scheduler")
+	}
+}
+
+// TestTickSchedule drives tickSchedule the way cron's run loop does, in both orders in which
+// a job's goroutine and the loop's following Next call can happen.
+func TestTickSchedule(t *testing.T) {
+	ts := &tickSchedule{inner: mustParse(t, "* * * * * *", time.UTC), log: slog.New(slog.DiscardHandler)}
+	sec := func(n int) time.Time { return jan1.Add(time.Duration(n) * time.Second) }
+	fallback := sec(-100)
+
+	if got := ts.claim(fallback); !got.Equal(fallback) {
+		t.Fatalf("claim with nothing recorded = %s, want the fallback", got)
+	}
+	ts.Next(sec(0)) // entry starts: next is 1
+	if !ts.next().Equal(sec(1)) {
+		t.Fatalf("next() = %s, want %s", ts.next(), sec(1))
+	}
+	// Tick 1: the job claims before the loop asks for the following tick.
+	if got := ts.claim(fallback); !got.Equal(sec(1)) {
+		t.Fatalf("tick 1 claimed %s", got)
+	}
+	ts.Next(sec(1))
+	// Tick 2: the loop asks for tick 3 before the job claims.
+	ts.Next(sec(2))
+	if got := ts.claim(fallback); !got.Equal(sec(2)) {
+		t.Fatalf("tick 2 claimed %s", got)
+	}
+	if got := ts.claim(fallback); !got.Equal(sec(3)) {
+		t.Fatalf("tick 3 claimed %s", got)
+	}
+	// The queue stays bounded if nothing claims.
+	for i := range 100 {
+		ts.Next(sec(10 + i))
+	}
+	if n := len(ts.pending); n > maxPending {
+		t.Fatalf("%d pending ticks, want at most %d", n, maxPending)
+	}
+}
+
+// panicky is a broken custom schedule; cron calls Next outside any Recover.
+type panicky struct{}
+
+func (panicky) Next(time.Time) time.Time { panic("broken schedule") }
+
+func TestTickSchedulePanickingInner(t *testing.T) {
+	var logs syncBuffer
+	ts := &tickSchedule{inner: panicky{}, log: slog.New(slog.NewTextHandler(&logs, nil))}
+	if got := ts.Next(jan1); !got.IsZero() {
+		t.Fatalf("Next = %s, want zero (never again)", got)
+	}
+	if !strings.Contains(logs.String(), "broken schedule") {
+		t.Fatalf("panic not logged: %s", logs.String())
+	}
+	if got := ts.peek(jan1); !got.IsZero() {
+		t.Fatalf("peek = %s, want zero", got)
+	}
+}
