@@ -1,0 +1,189 @@
+package network
+
+import (
+	"errors"
+	"fmt"
+
+	tc "github.com/florianl/go-tc"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// session is an open namespace with a socket for reading (plain rtnetlink) and one for
+// changing (go-tc).
+type session struct {
+	ns *netns
+	rd *netlink.Conn
+	tc *tc.Tc
+}
+
+func newSession(ns *netns) (*session, error) {
+	rd, err := ns.dial()
+	if err != nil {
+		return nil, err
+	}
+	t, err := ns.tc()
+	if err != nil {
+		rd.Close()
+		return nil, err
+	}
+	return &session{ns: ns, rd: rd, tc: t}, nil
+}
+
+func (s *session) Close() error {
+	return errors.Join(s.tc.Close(), s.rd.Close())
+}
+
+// inject sets up chaoscron's qdiscs on the interface. It returns the root found before, and
+// applied = true once chaoscron's root is in place (from then on a failure leaves something
+// the caller must roll back).
+func (s *session) inject(name string, index int, cfg config) (prev *qdiscRef, applied bool, err error) {
+	ls, err := links(s.rd)
+	if err != nil {
+		return nil, false, err
+	}
+	l, ok := byIndex(ls, index)
+	switch {
+	case !ok:
+		return nil, false, fmt.Errorf("interface %s (index %d) is gone", name, index)
+	case l.Name != name:
+		return nil, false, fmt.Errorf("interface index %d is now %q, not %q as planned", index, l.Name, name)
+	}
+	roots, err := rootQdiscs(s.rd)
+	if err != nil {
+		return nil, false, err
+	}
+	root := roots[index]
+	if err := checkRoot(name, root); err != nil {
+		return nil, false, err
+	}
+
+	// Bands: 1 (index 0) plain, 2 (index 1) netem. Unclaimed packets go to the netem band
+	// unless the fault is scoped.
+	dflt := uint8(1)
+	if cfg.scope.scoped() {
+		dflt = 0
+	}
+	prio := &tc.Prio{Bands: 2}
+	for i := range prio.PrioMap {
+		prio.PrioMap[i] = dflt
+	}
+	if err := s.tc.Qdisc().Add(&tc.Object{
+		Msg:       qdiscMsg(index, rootHandle, handleRoot),
+		Attribute: tc.Attribute{Kind: "prio", Prio: prio},
+	}); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			// The kernel will not replace a non-default root without NLM_F_REPLACE, which
+			// is never sent: somebody put one there since the check above.
+			return &root, false, fmt.Errorf("add prio %s: %w (one appeared while injecting): %w", rootHandle, ErrForeignRoot, err)
+		}
+		return &root, false, fmt.Errorf("add prio %s: %w", rootHandle, err)
+	}
+	// The plain band gets a pfifo of its own: prio's default child takes its limit from the
+	// device's txqueuelen, which is 0 on some virtual devices and would drop everything.
+	if err := s.tc.Qdisc().Add(&tc.Object{
+		Msg:       qdiscMsg(index, passHandle, passBand),
+		Attribute: tc.Attribute{Kind: "pfifo", Pfifo: &tc.FifoOpt{Limit: max(cfg.netem.Limit, defaultLimit)}},
+	}); err != nil {
+		return &root, true, fmt.Errorf("add pfifo %s: %w", passHandle, err)
+	}
+	fs := filters(cfg.scope)
+	// Exclusions first, so the agent's own traffic is never steered into netem, not even
+	// while the match filters are being added.
+	for _, f := range fs {
+		if f.Band == passBand {
+			if err := s.addFilter(index, f); err != nil {
+				return &root, true, err
+			}
+		}
+	}
+	if err := s.tc.Qdisc().Add(&tc.Object{
+		Msg:       qdiscMsg(index, netemHandle, netemBand),
+		Attribute: tc.Attribute{Kind: "netem", Netem: cfg.netem.options()},
+	}); err != nil {
+		return &root, true, fmt.Errorf("add netem %s: %w", netemHandle, err)
+	}
+	for _, f := range fs {
+		if f.Band == netemBand {
+			if err := s.addFilter(index, f); err != nil {
+				return &root, true, err
+			}
+		}
+	}
+	return &root, true, nil
+}
+
+func (s *session) addFilter(index int, f u32Filter) error {
+	obj, err := f.object(index)
+	if err == nil {
+		err = s.tc.Filter().Add(obj)
+	}
+	if err != nil {
+		return fmt.Errorf("add u32 filter (prio %d, to %s): %w", f.Prio, f.Band, err)
+	}
+	return nil
+}
+
+func qdiscMsg(index int, handle, parent Handle) tc.Msg {
+	return tc.Msg{Family: unix.AF_UNSPEC, Ifindex: uint32(index), Handle: uint32(handle), Parent: uint32(parent)}
+}
+
+// revert deletes root q from the interface: the one with the planned index and, if the name
+// now belongs to another index, that one too (the kernel deletes nothing but q's handle and
+// kind, so trying both is safe). removed says whether anything was deleted.
+func (s *session) revert(name string, index int, q qdiscRef) (removed bool, err error) {
+	if err := q.owned(); err != nil {
+		return false, err
+	}
+	ls, err := links(s.rd)
+	if err != nil {
+		return false, err
+	}
+	var targets []int
+	if _, ok := byIndex(ls, index); ok {
+		targets = append(targets, index)
+	}
+	if l, ok := byName(ls, name); ok && l.Index != index {
+		targets = append(targets, l.Index)
+	}
+	var errs []error
+	for _, i := range targets {
+		r, err := s.deleteRoot(i, q)
+		removed = removed || r
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+// deleteRoot deletes root q on ifindex; a q that is not there is not an error.
+func (s *session) deleteRoot(index int, q qdiscRef) (bool, error) {
+	obj := &tc.Object{Msg: qdiscMsg(index, q.Handle, handleRoot), Attribute: tc.Attribute{Kind: q.Kind}}
+	switch q.Kind { // go-tc wants a non-nil options struct of the kind, even to delete
+	case "prio":
+		obj.Prio = &tc.Prio{}
+	case "netem":
+		obj.Netem = &tc.Netem{}
+	}
+	err := s.tc.Qdisc().Delete(obj)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, unix.ENODEV), errors.Is(err, unix.ENOENT):
+		return false, nil // no such device, or no qdisc at the root: already gone
+	case errors.Is(err, unix.EINVAL):
+		// "Invalid handle" or "Invalid qdisc name": the root is not q, so q is gone (a root
+		// with q's handle but another kind is not what this run created, and stays). EINVAL
+		// could also mean a malformed request: only if q is really not there is it success.
+		roots, rerr := rootQdiscs(s.rd)
+		if rerr != nil {
+			return false, fmt.Errorf("delete %s: %w (and reading the root: %w)", q, err, rerr)
+		}
+		if roots[index] == q {
+			return false, fmt.Errorf("delete %s: %w", q, err)
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("delete %s: %w", q, err)
+}
