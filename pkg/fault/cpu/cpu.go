@@ -39,10 +39,15 @@ type Fault struct {
 	workers int
 	load    fault.Percent
 	log     *slog.Logger
+}
 
+// live holds the burns of this process by run id. It is process-wide rather than per Fault
+// because the burners belong to the process: a Revert through another Fault value (a reloaded
+// config, a cleanup retry that rebuilt the fault from the journal) must still stop them.
+var live = struct {
 	mu   sync.Mutex
 	runs map[string]*burn
-}
+}{runs: map[string]*burn{}}
 
 var (
 	_ fault.Fault     = (*Fault)(nil)
@@ -62,7 +67,6 @@ func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 		workers: runtime.NumCPU(),
 		load:    100,
 		log:     env.WithDefaults().Log,
-		runs:    map[string]*burn{},
 	}
 	if in.Workers != nil {
 		switch w := *in.Workers; {
@@ -122,13 +126,13 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 		return nil, fmt.Errorf("cpu: plan out of range: %d workers at %s", u.Workers, u.Load)
 	}
 
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, dup := f.runs[u.Run]; dup {
+	live.mu.Lock()
+	defer live.mu.Unlock()
+	if _, dup := live.runs[u.Run]; dup {
 		return nil, fmt.Errorf("cpu: run %q is already burning", u.Run)
 	}
 	b := start(ctx, u.Workers, u.Load.Fraction(), defaultPeriod)
-	f.runs[u.Run] = b
+	live.runs[u.Run] = b
 	// Forget the run once its burners are gone by ctx, too.
 	go func() {
 		<-b.done
@@ -150,9 +154,9 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 	if err := json.Unmarshal(raw, &u); err != nil {
 		return fmt.Errorf("cpu: decode undo: %w", err)
 	}
-	f.mu.Lock()
-	b := f.runs[u.Run]
-	f.mu.Unlock()
+	live.mu.Lock()
+	b := live.runs[u.Run]
+	live.mu.Unlock()
 	if b == nil {
 		return nil
 	}
@@ -171,9 +175,9 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 
 // forget drops run's record if it still is b (not a later burn of the same run id).
 func (f *Fault) forget(run string, b *burn) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.runs[run] == b {
-		delete(f.runs, run)
+	live.mu.Lock()
+	defer live.mu.Unlock()
+	if live.runs[run] == b {
+		delete(live.runs, run)
 	}
 }

@@ -245,12 +245,26 @@ func TestRevertHonoursContext(t *testing.T) {
 	revert(t, f, undo)
 }
 
+// A reloaded config or a cleanup retry reverts through a Fault value other than the one that
+// injected: the burn must stop all the same.
+func TestRevertThroughAnotherFault(t *testing.T) {
+	a := mustNew(t, fault.Params{"workers": 1, "load": 10})
+	b := mustNew(t, fault.Params{"workers": 1, "load": 10})
+	undo := inject(t, a, "other-value")
+	if err := b.Revert(t.Context(), undo); err != nil {
+		t.Fatal(err)
+	}
+	if a.lookup("other-value") != nil {
+		t.Fatal("the burn is still registered after a Revert through another Fault")
+	}
+}
+
 // --- helpers
 
 func (f *Fault) lookup(run string) *burn {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.runs[run]
+	live.mu.Lock()
+	defer live.mu.Unlock()
+	return live.runs[run]
 }
 
 func mustNew(t *testing.T, p fault.Params) *Fault {
