@@ -1,0 +1,330 @@
+package journal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"slices"
+)
+
+// checkTree walks bbolt's B+tree from the file, before bbolt is let loose on it.
+//
+// bbolt follows page ids wherever they point. A damaged branch element that points
+// back at an ancestor sends its cursors down an endless descent (found by FuzzOpen: the
+// cursor's stack grows until memory runs out, which no recover can catch), and an
+// element whose key runs off its page reads beyond it. So Open first checks that the
+// tree really is a tree: every page in range and neither free nor reached twice, page
+// types where they belong, every element inside its page, and no deeper than bbolt
+// could ever build.
+//
+// With full set every page is read, and the runs keys are checked to be ids in order.
+// Otherwise most leaves of the runs bucket are only counted, not read (see mustRead
+// for those that are): bbolt keeps all leaves of a tree at the same depth, so once the
+// branch pages check out, a pointer at the leaf level cannot lead back up the tree
+// unless it points at a page outside it, which no chaoscron write produces.
+func checkTree(f *os.File, m boltMeta, free []uint64, full bool) error {
+	t := &tree{f: f, pageSize: m.pageSize, hwm: m.pgid, free: free, seen: make([]bool, m.pgid), full: full}
+	if full {
+		// One read of the whole file, then the walk runs in memory: a read per page
+		// costs several times more in system calls on a small journal.
+		t.data = make([]byte, m.pgid*m.pageSize)
+		if _, err := f.ReadAt(t.data, 0); err != nil {
+			return corrupt("read: %v", err)
+		}
+	}
+	// The freelist's pages are in use, but not by the tree: a tree pointer at them is
+	// damage too.
+	_, _, overflow, err := t.header(m.freelist)
+	if err != nil {
+		return err
+	}
+	if err := t.claim(m.freelist, overflow); err != nil {
+		return err
+	}
+	return t.bucket(m.root, nil, 0, true, true)
+}
+
+// Layout of the pages and elements checkTree reads (see check.go for the page header).
+const (
+	elemSize       = 16   // branch {pos, ksize u32; pgid u64}, leaf {flags, pos, ksize, vsize u32}
+	bucketLeafFlag = 0x01 // leaf element flag: the value is a nested bucket
+	inBucketSize   = 16   // a nested bucket's value: {root pgid, sequence u64}, then its inline page if root is 0
+	maxTreeDepth   = 64   // pages from the root to a leaf, nested buckets included
+)
+
+type tree struct {
+	f        *os.File
+	data     []byte // the file up to hwm, if full
+	pageSize uint64
+	hwm      uint64   // the high-water mark: pages at or beyond it are not in use
+	free     []uint64 // sorted
+	seen     []bool   // pages met so far
+	full     bool
+
+	inRuns   bool     // walking the runs bucket
+	inOpen   bool     // walking the open index
+	lastRun  []byte   // the last run key met, to check that keys are ids in order
+	openKeys [][]byte // the keys of the open index, in order
+}
+
+// span returns n bytes at off; callers keep off+n within the high-water mark.
+func (t *tree) span(off, n uint64) ([]byte, error) {
+	if t.data != nil {
+		return t.data[off : off+n], nil
+	}
+	b := make([]byte, n)
+	if _, err := t.f.ReadAt(b, int64(off)); err != nil {
+		return nil, corrupt("read at %d: %v", off, err)
+	}
+	return b, nil
+}
+
+// header reads and checks the header of page id, which must be below the high-water
+// mark.
+func (t *tree) header(id uint64) (count uint64, flags uint16, overflow uint64, err error) {
+	h, err := t.span(id*t.pageSize, pageHeaderSize)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	ne := binary.NativeEndian
+	if got := ne.Uint64(h[0:]); got != id {
+		return 0, 0, 0, corrupt("page %d is damaged: it claims to be page %d", id, got)
+	}
+	return uint64(ne.Uint16(h[10:])), ne.Uint16(h[8:]), uint64(ne.Uint32(h[12:])), nil
+}
+
+// claim marks pages id..id+overflow as met, refusing any met before or free.
+func (t *tree) claim(id, overflow uint64) error {
+	if id < 2 || id >= t.hwm || overflow >= t.hwm-id {
+		return corrupt("tree page %d (+%d) out of range [2, %d)", id, overflow, t.hwm)
+	}
+	for p := id; p <= id+overflow; p++ {
+		if t.seen[p] {
+			return corrupt("tree page %d is reached twice: the tree has a cycle or shares pages", p)
+		}
+		if _, found := slices.BinarySearch(t.free, p); found {
+			return corrupt("tree page %d is also on the freelist", p)
+		}
+		t.seen[p] = true
+	}
+	return nil
+}
+
+// read reads page id whole (with its overflow pages) and claims it.
+func (t *tree) read(id uint64) (flags uint16, count uint64, b []byte, err error) {
+	if id < 2 || id >= t.hwm {
+		return 0, 0, nil, corrupt("tree page %d out of range [2, %d)", id, t.hwm)
+	}
+	count, flags, overflow, err := t.header(id)
+	if err != nil {
+		return 0, 0, nil, err
+	}
+	if err := t.claim(id, overflow); err != nil {
+		return 0, 0, nil, err
+	}
+	if b, err = t.span(id*t.pageSize, (overflow+1)*t.pageSize); err != nil {
+		return 0, 0, nil, err
+	}
+	if pageHeaderSize+count*elemSize > uint64(len(b)) {
+		return 0, 0, nil, corrupt("tree page %d claims %d elements, more than fit", id, count)
+	}
+	return flags, count, b, nil
+}
+
+// bucket checks the tree of a bucket: the one rooted at page root, or, if root is 0,
+// the inline page (a bucket small enough to live in its parent's leaf). leaves says
+// whether to read its leaf pages; top, whether it is the root bucket, the only one in
+// a journal that holds buckets.
+func (t *tree) bucket(root uint64, inline []byte, depth int, leaves, top bool) error {
+	if depth > maxTreeDepth {
+		return corrupt("tree deeper than %d pages", maxTreeDepth)
+	}
+	if root == 0 {
+		if len(inline) < pageHeaderSize {
+			return corrupt("inline bucket of %d bytes", len(inline))
+		}
+		ne := binary.NativeEndian
+		count := uint64(ne.Uint16(inline[10:]))
+		if ne.Uint16(inline[8:]) != leafPageFlag || pageHeaderSize+count*elemSize > uint64(len(inline)) {
+			return corrupt("inline bucket is not a leaf of %d elements", count)
+		}
+		// bbolt inlines only buckets without nested buckets.
+		return t.leaf(inline, count, depth, false, keyRange{})
+	}
+	height, err := t.height(root)
+	if err != nil {
+		return err
+	}
+	return t.node(root, height, depth, leaves, top, keyRange{}, true, true)
+}
+
+// height counts the levels above the leaves, down the leftmost path. It only looks:
+// node claims the pages when it walks them.
+func (t *tree) height(id uint64) (int, error) {
+	for h := 0; h <= maxTreeDepth; h++ {
+		if id < 2 || id >= t.hwm {
+			return 0, corrupt("tree page %d out of range [2, %d)", id, t.hwm)
+		}
+		count, flags, _, err := t.header(id)
+		if err != nil {
+			return 0, err
+		}
+		switch {
+		case flags == leafPageFlag:
+			return h, nil
+		case flags != branchPageFlag || count == 0:
+			return 0, corrupt("tree page %d is neither a leaf nor a branch (flags %#x, %d elements)", id, flags, count)
+		}
+		e, err := t.span(id*t.pageSize+pageHeaderSize, elemSize)
+		if err != nil {
+			return 0, err
+		}
+		id = binary.NativeEndian.Uint64(e[8:])
+	}
+	return 0, corrupt("tree deeper than %d pages", maxTreeDepth)
+}
+
+// keyRange is what a page's keys must keep to: the first must be lo, the key the
+// parent files the page under (nil for a bucket's root), and every one must be below hi,
+// where the parent's next page begins (nil: no bound). bbolt relies on the first: when
+// it writes a page back it finds the parent's entry by the page's old first key, and
+// where they differ it adds a second entry instead of replacing the first, which
+// cross-links the tree on the next commit (FuzzOpen found a file that a single Begin
+// turned into a runs bucket whose cursor ran on into the meta bucket).
+type keyRange struct{ lo, hi []byte }
+
+// keys returns the keys of the count elements of page (or inline bucket) b, checking
+// that each lies inside b, that they ascend, and that they keep to r.
+func keys(b []byte, count uint64, branch bool, r keyRange) ([][]byte, error) {
+	ne := binary.NativeEndian
+	ks := make([][]byte, count)
+	for i := range ks {
+		e := pageHeaderSize + uint64(i)*elemSize
+		pos, ksize := uint64(ne.Uint32(b[e+4:])), uint64(ne.Uint32(b[e+8:]))
+		end := e + pos + ksize + uint64(ne.Uint32(b[e+12:])) // key and value
+		if branch {
+			pos, ksize = uint64(ne.Uint32(b[e:])), uint64(ne.Uint32(b[e+4:]))
+			end = e + pos + ksize
+		}
+		if end > uint64(len(b)) {
+			return nil, fmt.Errorf("element %d runs off its page", i)
+		}
+		ks[i] = b[e+pos : e+pos+ksize]
+		switch {
+		case ksize == 0:
+			return nil, fmt.Errorf("element %d has an empty key", i)
+		case i > 0 && bytes.Compare(ks[i-1], ks[i]) >= 0:
+			return nil, fmt.Errorf("keys out of order: %x after %x", ks[i], ks[i-1])
+		}
+	}
+	switch {
+	case r.lo != nil && (count == 0 || !bytes.Equal(ks[0], r.lo)):
+		return nil, fmt.Errorf("a page filed under key %x does not start with it", r.lo)
+	case r.hi != nil && count > 0 && bytes.Compare(ks[count-1], r.hi) >= 0:
+		return nil, fmt.Errorf("key %x is not below %x, where the next page begins", ks[count-1], r.hi)
+	}
+	return ks, nil
+}
+
+// node checks page id, level levels above the leaves, and what hangs below it. left
+// and right say whether it lies on its bucket's leftmost or rightmost path.
+func (t *tree) node(id uint64, level, depth int, leaves, top bool, r keyRange, left, right bool) error {
+	if depth > maxTreeDepth {
+		return corrupt("tree deeper than %d pages", maxTreeDepth)
+	}
+	if level == 0 && !leaves && !t.mustRead(r, left, right) {
+		// A leaf not to be read: claim its page, which is all a cursor could be misled
+		// by. Its overflow pages stay unclaimed; that is data, not structure.
+		return t.claim(id, 0)
+	}
+	flags, count, b, err := t.read(id)
+	if err != nil {
+		return err
+	}
+	if level == 0 {
+		if flags != leafPageFlag {
+			return corrupt("tree page %d should be a leaf, has flags %#x (the tree is unbalanced)", id, flags)
+		}
+		return t.leaf(b, count, depth, top, r)
+	}
+	if flags != branchPageFlag || count == 0 {
+		return corrupt("tree page %d should be a branch, has flags %#x and %d elements", id, flags, count)
+	}
+	ks, err := keys(b, count, true, r)
+	if err != nil {
+		return corrupt("tree page %d: %v", id, err)
+	}
+	ne := binary.NativeEndian
+	for i := uint64(0); i < count; i++ {
+		sub := keyRange{lo: ks[i], hi: r.hi}
+		if i+1 < count {
+			sub.hi = ks[i+1]
+		}
+		child := ne.Uint64(b[pageHeaderSize+i*elemSize+8:])
+		if err := t.node(child, level-1, depth+1, leaves, top, sub, left && i == 0, right && i == count-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mustRead says whether a leaf of the runs bucket must be read even where Open does not
+// read them all: the first and the last, which Prune and Begin write to first, and
+// those holding open runs, which recovery updates. A write to a leaf whose parent files
+// it wrongly is what cross-links a tree (see keyRange).
+func (t *tree) mustRead(r keyRange, left, right bool) bool {
+	if left || right {
+		return true
+	}
+	i, _ := slices.BinarySearchFunc(t.openKeys, r.lo, bytes.Compare)
+	return i < len(t.openKeys) && (r.hi == nil || bytes.Compare(t.openKeys[i], r.hi) < 0)
+}
+
+// leaf checks the elements of a leaf page (or inline bucket) b, and the buckets nested
+// in it if nested is allowed; bbolt would follow a bucket flag anywhere, and without a
+// bound when it leads back to a bucket already on the way.
+func (t *tree) leaf(b []byte, count uint64, depth int, nested bool, r keyRange) error {
+	ks, err := keys(b, count, false, r)
+	if err != nil {
+		return corrupt("leaf: %v", err)
+	}
+	ne := binary.NativeEndian
+	for i, key := range ks {
+		e := pageHeaderSize + uint64(i)*elemSize
+		flags, pos := ne.Uint32(b[e:]), uint64(ne.Uint32(b[e+4:]))
+		ksize, vsize := uint64(ne.Uint32(b[e+8:])), uint64(ne.Uint32(b[e+12:]))
+		if flags&bucketLeafFlag == 0 {
+			switch {
+			case t.inRuns:
+				// Keys of runs must be ids, and ascend from leaf to leaf too (leaves
+				// are met in key order).
+				if len(key) != 8 || (t.lastRun != nil && bytes.Compare(key, t.lastRun) <= 0) {
+					return corrupt("run key %x is not an id after %x", key, t.lastRun)
+				}
+				t.lastRun = key
+			case t.inOpen:
+				t.openKeys = append(t.openKeys, key)
+			}
+			continue
+		}
+		if !nested {
+			return corrupt("leaf element %d is flagged as a nested bucket, where a journal has none", i)
+		}
+		v := b[e+pos+ksize : e+pos+ksize+vsize]
+		if len(v) < inBucketSize {
+			return corrupt("nested bucket header of %d bytes", len(v))
+		}
+		// Read the leaves of every bucket but the runs: the others hold the meta and the
+		// open runs, which Open reads anyway, and whatever a foreign file has. The open
+		// bucket sorts before the runs, so its keys are known when the runs are walked.
+		runs := string(key) == string(bucketRuns)
+		t.inRuns, t.inOpen = runs, string(key) == string(bucketOpen)
+		err := t.bucket(ne.Uint64(v), v[inBucketSize:], depth+1, t.full || !runs, false)
+		t.inRuns, t.inOpen = false, false
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
