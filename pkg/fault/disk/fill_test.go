@@ -13,7 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // These tests fill real files in t.TempDir(), on whatever filesystem holds it (ext4 here).

@@ -10,7 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // These tests need a filesystem of their own, whose free space nothing else changes: a small

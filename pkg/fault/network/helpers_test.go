@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // The test binary doubles as its own helper processes, chosen by envHelper:

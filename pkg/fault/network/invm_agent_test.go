@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // The agent end to end, inside the VM: cmd/chaoscron built by TestVM (CHAOSCRON_BIN), its

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 	"github.com/chaoscron/chaoscron/testdata/vm"
 )
 

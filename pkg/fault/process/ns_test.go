@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // nsEnv marks the test binary running as PID 1 of a fresh pid namespace.

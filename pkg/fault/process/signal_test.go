@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/internal/testenv"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 	"golang.org/x/sys/unix"
 )
 
