@@ -1,0 +1,136 @@
+// Package metrics holds chaoscron's Prometheus metrics in a private registry.
+//
+// The names chaos_injections_total{failure_type,status} and chaos_injection_active{failure_type}
+// come from the original agent and are kept exactly, so existing dashboards keep working.
+// No label carries a run id or a pid: label values are bounded by the config.
+package metrics
+
+import (
+	"net/http"
+	"runtime"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Injection outcomes, the values of the status label of chaos_injections_total.
+const (
+	Success = "success"
+	Failed  = "failed"
+	Skipped = "skipped"
+)
+
+// Set is the agent's metric set. The zero value is not usable; call New.
+type Set struct {
+	Registry *prometheus.Registry
+
+	Injections   *prometheus.CounterVec   // failure_type, status
+	Active       *prometheus.GaugeVec     // failure_type
+	Duration     *prometheus.HistogramVec // failure_type: injected → reverted
+	Skips        *prometheus.CounterVec   // experiment, reason
+	Runs         *prometheus.CounterVec   // experiment, status (journal status)
+	Reverts      *prometheus.CounterVec   // failure_type, result
+	Recoveries   *prometheus.CounterVec   // failure_type, result
+	Sweeps       *prometheus.CounterVec   // failure_type
+	NextFire     *prometheus.GaugeVec     // experiment
+	Halted       prometheus.Gauge
+	OpenRuns     prometheus.Gauge
+	JournalBytes prometheus.Gauge
+	JournalErrs  prometheus.Counter
+	ConfigReload *prometheus.CounterVec // result
+	BuildInfo    *prometheus.GaugeVec
+}
+
+// New creates a metric set in a fresh private registry, with the Go and process collectors.
+func New(version string) *Set {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	s := &Set{
+		Registry: r,
+		Injections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_injections_total",
+			Help: "Fault injections by fault type and outcome (success, failed, skipped).",
+		}, []string{"failure_type", "status"}),
+		Active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chaos_injection_active",
+			Help: "Faults currently in place, by fault type.",
+		}, []string{"failure_type"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "chaos_injection_duration_seconds",
+			Help:    "How long faults stayed in place, from applied to reverted.",
+			Buckets: []float64{0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 900, 3600},
+		}, []string{"failure_type"}),
+		Skips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_skips_total",
+			Help: "Fires that did not inject, by experiment and reason (probability, window, blackout, halted, concurrency, max_active, dry_run, no_target).",
+		}, []string{"experiment", "reason"}),
+		Runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_runs_total",
+			Help: "Finished runs by experiment and final journal status.",
+		}, []string{"experiment", "status"}),
+		Reverts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_reverts_total",
+			Help: "Fault reverts by the agent that applied them, by fault type and result (ok, failed).",
+		}, []string{"failure_type", "result"}),
+		Recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_recoveries_total",
+			Help: "Faults left behind by an earlier agent and reverted at start-up, by fault type and result (ok, failed).",
+		}, []string{"failure_type", "result"}),
+		Sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_sweeps_total",
+			Help: "Leftovers found and removed by the start-up sweep with no journal record, by fault type.",
+		}, []string{"failure_type"}),
+		NextFire: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chaos_experiment_next_fire_timestamp_seconds",
+			Help: "Unix time of each experiment's next scheduled fire.",
+		}, []string{"experiment"}),
+		Halted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaos_agent_halted",
+			Help: "1 while the persisted halt switch is on: nothing fires.",
+		}),
+		OpenRuns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaos_journal_open_runs",
+			Help: "Journal runs whose cleanup is pending or failed.",
+		}),
+		JournalBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaos_journal_size_bytes",
+			Help: "Size of the journal file.",
+		}),
+		JournalErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "chaos_journal_write_errors_total",
+			Help: "Journal writes that failed (a failed intent write means the fault was not injected).",
+		}),
+		ConfigReload: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_config_reloads_total",
+			Help: "Config reloads by result (ok, rejected).",
+		}, []string{"result"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chaos_build_info",
+			Help: "Always 1; labels carry the agent's version and Go version.",
+		}, []string{"version", "goversion"}),
+	}
+	for _, c := range []prometheus.Collector{
+		s.Injections, s.Active, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
+		s.NextFire, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		f(c)
+	}
+	s.BuildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	return s
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (s *Set) Handler() http.Handler {
+	return promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry})
+}
+
+// Touch creates the label combinations for a fault type so dashboards see zeros, not gaps.
+func (s *Set) Touch(failureType string) {
+	for _, st := range []string{Success, Failed, Skipped} {
+		s.Injections.WithLabelValues(failureType, st)
+	}
+	s.Active.WithLabelValues(failureType)
+}

@@ -1,0 +1,144 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/metrics"
+)
+
+// SkipError says why a fire did not inject. Reason is a short label value (metrics);
+// Detail is for people.
+type SkipError struct {
+	Reason string
+	Detail string
+}
+
+func (e *SkipError) Error() string { return "skipped (" + e.Reason + "): " + e.Detail }
+
+// IsSkip reports whether err is a skip rather than a failure.
+func IsSkip(err error) bool {
+	var s *SkipError
+	return errors.As(err, &s)
+}
+
+// ErrUnknown is returned for a fire of an experiment that is not configured (or disabled).
+var ErrUnknown = errors.New("no such experiment")
+
+// Fire runs experiment name once, now: the checks in order (halted, blackout, window, paused,
+// concurrency, max_active, probability), then intent, inject, and a background hold and
+// revert. It returns the run's journal id once the fault is in place, or a *SkipError, or the
+// reason it failed. Manual triggers (fire, api) skip the window and probability checks: a
+// person asked for this run. They still honour halt and blackouts, which are safety rules.
+func (r *Runner) Fire(ctx context.Context, name, trigger string, scheduled time.Time) (uint64, error) {
+	now := time.Now()
+	if scheduled.IsZero() {
+		scheduled = now
+	}
+	manual := trigger != TriggerSchedule
+
+	r.mu.Lock()
+	e, ok := r.exps[name]
+	if !ok {
+		r.mu.Unlock()
+		return 0, fmt.Errorf("fire %s: %w", name, ErrUnknown)
+	}
+	skip := r.checkLocked(e, manual, now)
+	var rn *run
+	if skip == nil {
+		// Reserve the slot before the journal write, so two fires racing for the last
+		// max_active slot cannot both pass the check.
+		rctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+		rn = &run{exp: name, ftype: e.cfg.Fault.Type, f: e.f, cancel: cancel, done: make(chan struct{})}
+		r.active[rn] = struct{}{}
+		r.wg.Add(1)
+		r.mu.Unlock()
+		return r.start(ctx, rctx, e, rn, trigger, scheduled, now)
+	}
+	recordSkips := r.cfg.Journal.RecordSkips
+	r.mu.Unlock()
+	r.skip(e, trigger, scheduled, now, skip, recordSkips)
+	return 0, skip
+}
+
+// checkLocked applies the checks in the design's order. r.mu is held.
+func (r *Runner) checkLocked(e *experiment, manual bool, now time.Time) *SkipError {
+	switch {
+	case r.draining:
+		return &SkipError{"shutdown", "the agent is shutting down"}
+	case r.halted:
+		return &SkipError{"halted", "the halt switch is on"}
+	}
+	if name, until, ok := r.cal.Blackout(now); ok {
+		return &SkipError{"blackout", fmt.Sprintf("blackout %s is open until %s", name, until.Format(time.RFC3339))}
+	}
+	if !manual && e.cfg.Window != "" && !r.cal.InWindow(e.cfg.Window, now) {
+		return &SkipError{"window", fmt.Sprintf("window %s is closed", e.cfg.Window)}
+	}
+	if !manual && e.paused {
+		return &SkipError{"paused", "the experiment is paused"}
+	}
+	n := 0
+	for rn := range r.active {
+		if rn.exp == e.cfg.Name {
+			n++
+		}
+	}
+	if n > 0 && e.cfg.Concurrency != "allow" {
+		return &SkipError{"concurrency", "a run of this experiment is still active (concurrency: forbid)"}
+	}
+	if max := r.cfg.Agent.MaxActive; max > 0 && len(r.active) >= max {
+		return &SkipError{"max_active", fmt.Sprintf("%d faults are active (agent.max_active: %d)", len(r.active), max)}
+	}
+	if !manual && !e.dice.Roll(e.cfg.Probability) {
+		return &SkipError{"probability", fmt.Sprintf("lost the probability roll (p=%g)", e.cfg.Probability)}
+	}
+	return nil
+}
+
+func (r *Runner) skip(e *experiment, trigger string, scheduled, now time.Time, s *SkipError, record bool) {
+	r.m.Injections.WithLabelValues(e.cfg.Fault.Type, metrics.Skipped).Inc()
+	r.m.Skips.WithLabelValues(e.cfg.Name, s.Reason).Inc()
+	r.log.Debug("skipped", "experiment", e.cfg.Name, "reason", s.Reason, "detail", s.Detail)
+	if !record {
+		return
+	}
+	rec := r.record(e, trigger, scheduled, now)
+	rec.Status, rec.Cleanup, rec.Reason, rec.EndedAt = journal.Skipped, journal.CleanupNone, s.Detail, now
+	if err := r.j.Begin(&rec); err != nil {
+		r.journalError("record skip", err)
+	}
+}
+
+func (r *Runner) record(e *experiment, trigger string, scheduled, now time.Time) journal.Record {
+	return journal.Record{
+		Experiment:  e.cfg.Name,
+		Fault:       e.cfg.Fault.Type,
+		Params:      e.params,
+		Trigger:     trigger,
+		ScheduledAt: scheduled.UTC(),
+		StartedAt:   now.UTC(),
+		Agent:       r.agent,
+	}
+}
+
+func (r *Runner) journalError(what string, err error) {
+	r.m.JournalErrs.Inc()
+	r.log.Error("journal write failed", "op", what, "err", err)
+}
+
+func marshalParams(p fault.Params) ([]byte, error) {
+	if p == nil {
+		return nil, nil
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode fault params: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,193 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/metrics"
+)
+
+// start takes a reserved run through plan → intent → inject, then leaves hold and revert to a
+// goroutine. rn is already in r.active and counted in r.wg; every path out releases both.
+func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigger string, scheduled, now time.Time) (uint64, error) {
+	ftype := e.cfg.Fault.Type
+	log := r.log.With("experiment", e.cfg.Name, "fault", ftype)
+	release := func() {
+		r.mu.Lock()
+		delete(r.active, rn)
+		r.mu.Unlock()
+		rn.cancel(nil)
+		close(rn.done)
+		r.wg.Done()
+	}
+	rec := r.record(e, trigger, scheduled, now)
+	rec.PlannedEnd = now.Add(e.cfg.Duration).UTC()
+	r.mu.Lock()
+	rec.DryRun = r.cfg.Agent.DryRun
+	r.mu.Unlock()
+
+	key := fmt.Sprintf("%s-%d", r.agent.Instance, r.seq.Add(1))
+	plan, err := e.f.Plan(ctx, key)
+	if err != nil {
+		release()
+		if errors.Is(err, fault.ErrSkip) {
+			s := &SkipError{"no_target", err.Error()}
+			r.skip(e, trigger, scheduled, now, s, true)
+			return 0, s
+		}
+		// Nothing was changed: record the failure as a closed run.
+		rec.Status, rec.Cleanup, rec.Error, rec.EndedAt = journal.Failed, journal.CleanupNone, err.Error(), time.Now().UTC()
+		if jerr := r.j.Begin(&rec); jerr != nil {
+			r.journalError("record failed plan", jerr)
+		}
+		r.m.Injections.WithLabelValues(ftype, metrics.Failed).Inc()
+		r.m.Runs.WithLabelValues(e.cfg.Name, string(journal.Failed)).Inc()
+		log.Warn("run failed", "run", rec.ID, "stage", "plan", "err", err)
+		return rec.ID, fmt.Errorf("plan %s: %w", e.cfg.Name, err)
+	}
+	rec.Undo = plan
+
+	if rec.DryRun {
+		rec.Status, rec.Cleanup, rec.EndedAt = journal.Succeeded, journal.CleanupNone, time.Now().UTC()
+		rec.Reason = "dry run: " + describe(e.f, ftype)
+		err := r.j.Begin(&rec)
+		release()
+		if err != nil {
+			r.journalError("record dry run", err)
+			return 0, fmt.Errorf("record dry run: %w", err)
+		}
+		r.m.Injections.WithLabelValues(ftype, metrics.Skipped).Inc()
+		r.m.Skips.WithLabelValues(e.cfg.Name, "dry_run").Inc()
+		r.m.Runs.WithLabelValues(e.cfg.Name, string(journal.Succeeded)).Inc()
+		log.Info("dry run", "run", rec.ID, "would", rec.Reason)
+		return rec.ID, nil
+	}
+
+	// Write-ahead: the intent, with the undo plan, is on disk before the system changes.
+	// No journal, no chaos.
+	rec.Status, rec.Cleanup = journal.Pending, journal.CleanupPending
+	if err := r.j.Begin(&rec); err != nil {
+		release()
+		r.journalError("intent", err)
+		r.m.Injections.WithLabelValues(ftype, metrics.Failed).Inc()
+		return 0, fmt.Errorf("journal intent for %s (nothing injected): %w", e.cfg.Name, err)
+	}
+	r.mu.Lock()
+	rn.id = rec.ID
+	r.mu.Unlock()
+	log = log.With("run", rec.ID)
+	log.Info("run pending", "planned_end", rec.PlannedEnd)
+
+	undo, err := e.f.Inject(ctx, plan)
+	if undo == nil {
+		undo = plan
+	}
+	if err != nil {
+		// Inject reverses what it applied; revert the plan as well, since it is idempotent
+		// and a fault that half-failed is exactly what must not be left behind.
+		rerr := r.revert(ctx, e.f, undo)
+		r.finish(log, rn, ftype, func(x *journal.Record) {
+			x.Status, x.Error, x.Undo = journal.Failed, err.Error(), undo
+			x.Cleanup = journal.CleanupDone
+			if rerr != nil {
+				x.Cleanup, x.Error = journal.CleanupFailed, err.Error()+"; revert: "+rerr.Error()
+			}
+		})
+		r.m.Injections.WithLabelValues(ftype, metrics.Failed).Inc()
+		release()
+		return rec.ID, fmt.Errorf("inject %s: %w", e.cfg.Name, err)
+	}
+	r.mu.Lock()
+	rn.undo = undo
+	r.mu.Unlock()
+	applied := time.Now()
+	if _, err := r.j.Update(rec.ID, func(x *journal.Record) error {
+		x.Status, x.AppliedAt, x.Undo = journal.Active, applied.UTC(), undo
+		return nil
+	}); err != nil {
+		// The fault is in place but the journal cannot follow: take it out again now.
+		r.journalError("active", err)
+		rn.cancel(fmt.Errorf("journal update failed: %w", err))
+	}
+	r.m.Injections.WithLabelValues(ftype, metrics.Success).Inc()
+	r.m.Active.WithLabelValues(ftype).Inc()
+	log.Info("run active", "applied_in", applied.Sub(now).String())
+
+	if e.cfg.AbortIf.Enabled() {
+		go r.watchStop(rctx, e.cfg.AbortIf, rn, log)
+	}
+	go func() {
+		defer release()
+		r.hold(rctx, rec.PlannedEnd)
+		cause := context.Cause(rctx)
+		rerr := r.revert(rctx, e.f, undo)
+		r.m.Active.WithLabelValues(ftype).Dec()
+		r.m.Duration.WithLabelValues(ftype).Observe(time.Since(applied).Seconds())
+		r.finish(log, rn, ftype, func(x *journal.Record) {
+			x.Status, x.Cleanup = journal.Succeeded, journal.CleanupDone
+			if cause != nil {
+				x.Status, x.Reason = journal.Aborted, cause.Error()
+			}
+			if rerr != nil {
+				x.Cleanup, x.Error = journal.CleanupFailed, "revert: "+rerr.Error()
+			}
+		})
+	}()
+	return rec.ID, nil
+}
+
+// hold waits until the planned end or until the run is ended early.
+func (r *Runner) hold(ctx context.Context, end time.Time) {
+	t := time.NewTimer(time.Until(end))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// revert runs on a context detached from ctx: the cancellation that ended the run early must
+// not also cancel its cleanup.
+func (r *Runner) revert(ctx context.Context, f fault.Fault, undo fault.Undo) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), revertTimeout)
+	defer cancel()
+	return f.Revert(ctx, undo)
+}
+
+// finish records the end of a run and counts it.
+func (r *Runner) finish(log *slog.Logger, rn *run, ftype string, set func(*journal.Record)) {
+	now := time.Now().UTC()
+	rec, err := r.j.Update(rn.id, func(x *journal.Record) error {
+		x.EndedAt = now
+		set(x)
+		return nil
+	})
+	if err != nil {
+		r.journalError("finish", err)
+		return
+	}
+	result := "ok"
+	if rec.Cleanup == journal.CleanupFailed {
+		result = "failed"
+		log.Error("revert failed: fault may still be in place; kept open for retry", "status", rec.Status, "err", rec.Error)
+	} else {
+		log.Info("run "+string(rec.Status), "cleanup", rec.Cleanup, "reason", rec.Reason)
+	}
+	if rec.Status != journal.Failed {
+		r.m.Reverts.WithLabelValues(ftype, result).Inc()
+	}
+	r.m.Runs.WithLabelValues(rec.Experiment, string(rec.Status)).Inc()
+	r.refreshOpen()
+}
+
+func describe(f fault.Fault, ftype string) string {
+	if d, ok := f.(fault.Describer); ok {
+		return d.Describe()
+	}
+	return "inject " + ftype
+}

@@ -1,0 +1,270 @@
+// Package runner drives runs through their write-ahead lifecycle:
+//
+//	fire → checks → intent (journal, fsync) → inject → active (journal) → hold → revert → record
+//
+// and, before anything fires, reverses whatever an earlier agent left behind (start-up
+// recovery). It owns the rules that span experiments: the persisted halt switch, per-experiment
+// concurrency, the global max_active, and the order of the checks.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/robfig/cron/v3"
+
+	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/config"
+	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/metrics"
+	"github.com/chaoscron/chaoscron/pkg/schedule"
+)
+
+// Triggers: what started a run.
+const (
+	TriggerSchedule = "schedule"
+	TriggerFire     = "fire"
+	TriggerAPI      = "api"
+	TriggerSweep    = "sweep"
+)
+
+// revertTimeout bounds one revert. Reverts run on a context detached from the run's, because
+// the reason a run ends early (shutdown, halt) is a cancellation that must not cancel its cleanup.
+const revertTimeout = 30 * time.Second
+
+// Options wires a Runner.
+type Options struct {
+	Config  *config.Config
+	Journal *journal.Journal
+	Metrics *metrics.Set // nil: a private set nobody scrapes
+	Log     *slog.Logger
+	Env     fault.Env
+	Agent   journal.Agent
+}
+
+// Runner runs experiments. Create it with New; it is safe for concurrent use.
+type Runner struct {
+	j     *journal.Journal
+	m     *metrics.Set
+	log   *slog.Logger
+	env   fault.Env
+	agent journal.Agent
+	seq   atomic.Uint64 // per-process run keys handed to Fault.Plan
+
+	mu       sync.Mutex
+	cfg      *config.Config
+	cal      *schedule.Calendar
+	exps     map[string]*experiment
+	active   map[*run]struct{} // runs between reservation and recorded revert
+	halted   bool
+	draining bool // shutting down: nothing new starts
+	wg       sync.WaitGroup
+	sched    *schedule.Scheduler
+}
+
+type experiment struct {
+	cfg    config.Experiment
+	f      fault.Fault
+	sched  cron.Schedule
+	dice   *schedule.Dice
+	params []byte // the fault params as JSON, stored with every run
+	paused bool
+}
+
+type run struct {
+	id     uint64
+	exp    string
+	ftype  string
+	f      fault.Fault
+	undo   fault.Undo
+	cancel context.CancelCauseFunc
+	done   chan struct{}
+}
+
+// New validates that every experiment's fault can be built and returns a Runner. It does not
+// touch the system; call Recover, then Start.
+func New(opt Options) (*Runner, error) {
+	if opt.Journal == nil || opt.Config == nil {
+		return nil, errors.New("runner: config and journal are required")
+	}
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	if opt.Metrics == nil {
+		opt.Metrics = metrics.New(opt.Agent.Version)
+	}
+	opt.Env = opt.Env.WithDefaults()
+	r := &Runner{
+		j:      opt.Journal,
+		m:      opt.Metrics,
+		log:    opt.Log,
+		env:    opt.Env,
+		agent:  opt.Agent,
+		active: map[*run]struct{}{},
+	}
+	if err := r.load(opt.Config); err != nil {
+		return nil, err
+	}
+	halted, _, _, err := r.j.Halted()
+	if err != nil {
+		return nil, fmt.Errorf("read halt switch: %w", err)
+	}
+	r.halted = halted
+	r.m.Halted.Set(b2f(halted))
+	r.refreshOpen()
+	return r, nil
+}
+
+// load builds experiments, faults and the calendar from cfg and swaps them in.
+func (r *Runner) load(cfg *config.Config) error {
+	cal, exps, err := r.build(cfg)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for name, old := range r.exps {
+		if e, ok := exps[name]; ok {
+			e.paused = old.paused
+		}
+	}
+	r.cfg, r.cal, r.exps = cfg, cal, exps
+	return nil
+}
+
+// build makes the calendar and the enabled experiments, with their faults, from cfg.
+// It changes nothing in r.
+func (r *Runner) build(cfg *config.Config) (*schedule.Calendar, map[string]*experiment, error) {
+	loc := cfg.Location()
+	cal := &schedule.Calendar{Windows: map[string]schedule.Window{}}
+	for name, w := range cfg.Windows {
+		s, err := schedule.Parse(w.Schedule, loc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("window %s: %w", name, err)
+		}
+		cal.Windows[name] = schedule.Window{Name: name, Schedule: s, Duration: w.Duration}
+	}
+	for name, w := range cfg.Blackouts {
+		s, err := schedule.Parse(w.Schedule, loc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("blackout %s: %w", name, err)
+		}
+		cal.Blackouts = append(cal.Blackouts, schedule.Window{Name: name, Schedule: s, Duration: w.Duration})
+	}
+	exps := map[string]*experiment{}
+	for _, e := range cfg.Experiments {
+		if e.Disabled {
+			continue
+		}
+		f, err := fault.New(e.Fault.Type, e.Fault.Params, r.env)
+		if err != nil {
+			return nil, nil, fmt.Errorf("experiment %s: %w", e.Name, err)
+		}
+		s, err := schedule.Parse(e.Schedule, loc)
+		if err != nil {
+			return nil, nil, fmt.Errorf("experiment %s: %w", e.Name, err)
+		}
+		params, err := marshalParams(e.Fault.Params)
+		if err != nil {
+			return nil, nil, fmt.Errorf("experiment %s: %w", e.Name, err)
+		}
+		exps[e.Name] = &experiment{cfg: e, f: f, sched: s, dice: schedule.NewDice(cfg.Agent.Seed, e.Name), params: params}
+		r.m.Touch(e.Fault.Type)
+	}
+	return cal, exps, nil
+}
+
+// Config returns the config in force.
+func (r *Runner) Config() *config.Config {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cfg
+}
+
+// Start schedules every experiment. Call Recover first: nothing may fire before the faults an
+// earlier agent left behind are reversed.
+func (r *Runner) Start(ctx context.Context) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sched = schedule.NewScheduler(r.cfg.Location(), r.log)
+	for name, e := range r.exps {
+		r.addEntry(name, e)
+	}
+	r.sched.Start(ctx)
+	r.refreshNextLocked()
+}
+
+func (r *Runner) addEntry(name string, e *experiment) {
+	r.sched.Add(schedule.Entry{Name: name, Schedule: e.sched, Jitter: e.cfg.Jitter, Dice: e.dice},
+		func(ctx context.Context, name string, at time.Time) {
+			if _, err := r.Fire(ctx, name, TriggerSchedule, at); err != nil && !IsSkip(err) {
+				r.log.Warn("fire failed", "experiment", name, "err", err)
+			}
+			r.mu.Lock()
+			r.refreshNextLocked()
+			r.mu.Unlock()
+		})
+}
+
+func (r *Runner) refreshNextLocked() {
+	if r.sched == nil {
+		return
+	}
+	for name := range r.exps {
+		if t, ok := r.sched.NextFire(name); ok {
+			r.m.NextFire.WithLabelValues(name).Set(float64(t.Unix()))
+		}
+	}
+}
+
+// Shutdown stops scheduling, ends every active run early (reason "shutdown"), and waits until
+// each is reverted and recorded or ctx ends. What is still open then is left to recovery.
+func (r *Runner) Shutdown(ctx context.Context) error {
+	r.mu.Lock()
+	r.draining = true
+	s := r.sched
+	r.mu.Unlock()
+	if s != nil {
+		s.Stop()
+	}
+	r.abortAll(errors.New("shutdown"))
+	done := make(chan struct{})
+	go func() { r.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("shutdown: runs still reverting: %w", ctx.Err())
+	}
+}
+
+// Wait blocks until every run started so far has finished.
+func (r *Runner) Wait() { r.wg.Wait() }
+
+func (r *Runner) abortAll(cause error) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for rn := range r.active {
+		rn.cancel(cause)
+	}
+	return len(r.active)
+}
+
+func (r *Runner) refreshOpen() {
+	open, err := r.j.OpenRuns()
+	if err == nil {
+		r.m.OpenRuns.Set(float64(len(open)))
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
