@@ -56,7 +56,32 @@ type Agent struct {
 	LogFormat string `koanf:"log_format"`
 	// LogLevel is debug, info (default), warn or error.
 	LogLevel string `koanf:"log_level"`
+	// AbortIf is the stop condition of every experiment that does not set its own.
+	AbortIf AbortIf `koanf:"abort_if"`
 }
+
+// AbortIf is a stop condition, checked while a fault is active: every Interval an HTTP GET
+// of HTTP must answer ExpectStatus within Timeout. After Failures misses in a row the run is
+// ended at once and its fault reverted (status aborted, with the reason). An empty HTTP
+// means no stop condition; validation fills in the defaults when HTTP is set.
+type AbortIf struct {
+	HTTP         string        `koanf:"http"`
+	ExpectStatus int           `koanf:"expect_status"`
+	Timeout      time.Duration `koanf:"timeout"`
+	Interval     time.Duration `koanf:"interval"`
+	Failures     int           `koanf:"failures"`
+}
+
+// Enabled reports whether a stop condition is configured.
+func (a AbortIf) Enabled() bool { return a.HTTP != "" }
+
+// Stop condition defaults.
+const (
+	DefaultAbortStatus   = 200
+	DefaultAbortTimeout  = time.Second
+	DefaultAbortInterval = time.Second
+	DefaultAbortFailures = 3
+)
 
 // ListenEnabled reports whether the HTTP listener is on.
 func (a Agent) ListenEnabled() bool { return a.Listen != "" && a.Listen != ListenOff }
@@ -113,6 +138,8 @@ type Experiment struct {
 	// Disabled experiments are validated but never scheduled.
 	Disabled bool  `koanf:"disabled"`
 	Fault    Fault `koanf:"fault"`
+	// AbortIf is the experiment's stop condition; when the key is absent, agent.abort_if's.
+	AbortIf AbortIf `koanf:"abort_if"`
 }
 
 // Concurrency values.

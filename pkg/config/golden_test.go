@@ -20,6 +20,7 @@ const badDir = "../../testdata/config/bad"
 // "line:column path", so a regression in placement cannot be blessed by accident.
 func TestBadConfigs(t *testing.T) {
 	first := map[string]string{
+		"abort-if.yaml":           "2:14 agent.abort_if.http",
 		"bad-cron.yaml":           "3:5 experiments[0].schedule",
 		"bad-name.yaml":           "2:5 experiments[0].name",
 		"bad-protect.yaml":        "4:7 agent.protect[1]",

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"regexp"
 	"regexp/syntax"
 	"slices"
@@ -59,6 +60,37 @@ func (r *report) validateAgent(c *Config) {
 		"expected auto, json or text, got %q", a.LogFormat)
 	r.check(slices.Contains([]string{"debug", "info", "warn", "error"}, a.LogLevel), p.key("log_level"),
 		"expected debug, info, warn or error, got %q", a.LogLevel)
+	r.validateAbortIf(p.key("abort_if"), &a.AbortIf)
+}
+
+// validateAbortIf checks a stop condition and fills in the defaults of the keys not given.
+func (r *report) validateAbortIf(p path, a *AbortIf) {
+	if !r.present(p) || r.reported(p) {
+		return
+	}
+	if a.HTTP == "" {
+		r.check(false, p.key("http"), "missing: the URL to check while a fault is active, like http://localhost:8080/healthz")
+		return
+	}
+	if u, err := url.Parse(a.HTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		r.check(false, p.key("http"), "expected an http:// or https:// URL with a host, got %q", a.HTTP)
+	}
+	if !r.present(p.key("expect_status")) {
+		a.ExpectStatus = DefaultAbortStatus
+	}
+	r.check(a.ExpectStatus >= 100 && a.ExpectStatus <= 599, p.key("expect_status"), "expected an HTTP status code (100-599), got %d", a.ExpectStatus)
+	if !r.present(p.key("timeout")) {
+		a.Timeout = DefaultAbortTimeout
+	}
+	r.check(a.Timeout > 0, p.key("timeout"), "must be above 0, got %s", fmtDuration(a.Timeout))
+	if !r.present(p.key("interval")) {
+		a.Interval = DefaultAbortInterval
+	}
+	r.check(a.Interval > 0, p.key("interval"), "must be above 0, got %s", fmtDuration(a.Interval))
+	if !r.present(p.key("failures")) {
+		a.Failures = DefaultAbortFailures
+	}
+	r.check(a.Failures >= 1, p.key("failures"), "must be at least 1, got %d", a.Failures)
 }
 
 // validListen accepts what net.Listen("tcp", addr) would: host:port with a port number or
@@ -155,6 +187,11 @@ func (r *report) validateExperiments(c *Config) {
 		r.check(e.Concurrency == ConcurrencyForbid || e.Concurrency == ConcurrencyAllow, p.key("concurrency"),
 			"expected forbid or allow, got %q", e.Concurrency)
 		r.validateFault(p.key("fault"), &e.Fault)
+		if r.present(p.key("abort_if")) {
+			r.validateAbortIf(p.key("abort_if"), &e.AbortIf)
+		} else {
+			e.AbortIf = c.Agent.AbortIf
+		}
 	}
 }
 

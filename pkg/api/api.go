@@ -1,0 +1,234 @@
+// Package api serves chaoscron over HTTP.
+//
+// Two handlers come out of the same routes:
+//
+//   - the network listener (agent.listen): /metrics, /healthz and /readyz, read-only and safe
+//     to expose to the cluster network. The /v1 API is served there only when a token is
+//     configured, and then every mutating call needs "Authorization: Bearer <token>".
+//     Without a token the /v1 routes do not exist on the network (404).
+//   - the unix socket next to the journal (Local): the whole /v1 API, mutating calls
+//     included, without a token. The socket is mode 0600, owned by the agent's user: the
+//     file system is the authentication, as for the journal file itself, which grants as
+//     much (a process that can open the journal can halt chaos by writing it).
+//
+// The package reads and drives the agent through the small interfaces it declares
+// (Journal, Control), never through the runner itself.
+package api
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/chaoscron/chaoscron/journal"
+)
+
+// MaxBody is the largest request body accepted; anything longer is refused with 413 before
+// it is read in full.
+const MaxBody = 64 << 10
+
+// haltWait bounds how long POST /v1/halt waits for the faults it ended to be reverted
+// before it answers. The reverts go on after it answers regardless.
+const haltWait = 15 * time.Second
+
+// Journal is what the journal routes read. *journal.Journal implements it.
+type Journal interface {
+	List(journal.Filter) ([]journal.Record, error)
+	Get(id uint64) (journal.Record, error)
+	Stats() (journal.Stats, error)
+	// Each calls fn for every run, oldest first.
+	Each(fn func(journal.Record) error) error
+}
+
+var _ Journal = (*journal.Journal)(nil)
+
+// Experiment is one configured experiment as GET /v1/experiments shows it.
+type Experiment struct {
+	Name     string    `json:"name"`
+	Fault    string    `json:"fault"`
+	Schedule string    `json:"schedule"`
+	Window   string    `json:"window,omitempty"`
+	Paused   bool      `json:"paused"`
+	Active   int       `json:"active"`
+	NextFire time.Time `json:"next_fire,omitzero"`
+}
+
+// Control is what the control routes drive. An unknown experiment is an error matching
+// ErrNotFound; a fire that the agent's state refuses (halted, blackout, concurrency,
+// max_active) is a *Refused.
+type Control interface {
+	Experiments() []Experiment
+	// Fire starts one run of the named experiment now and returns its journal id once the
+	// fault is in place.
+	Fire(ctx context.Context, name string) (uint64, error)
+	SetPaused(name string, paused bool) error
+	// Halt turns the persisted halt switch on, ends every active run, and waits (within
+	// ctx) until they are reverted. It returns how many runs it ended.
+	Halt(ctx context.Context, reason string) (int, error)
+	// Resume turns the halt switch off.
+	Resume() error
+	Halted() bool
+}
+
+// Options wires the handler.
+type Options struct {
+	Metrics http.Handler
+	// Ready reports why the agent is not ready yet (nil = ready): journal open, recovery
+	// finished, config loaded. Mutating calls are refused (503) until it is nil: nothing
+	// may fire before start-up recovery has finished.
+	Ready func() error
+	// Journal and Control, when set, enable the /v1 routes that need them.
+	Journal Journal
+	Control Control
+	// Local marks the handler for the unix socket: /v1 is served, mutating calls need no
+	// token. Otherwise /v1 is served only when Token is set, and mutating calls need it.
+	Local bool
+	Token string
+	Log   *slog.Logger
+}
+
+// Handler returns the HTTP routes: /metrics, /healthz, /readyz and, as Options allow, /v1.
+func Handler(opt Options) http.Handler {
+	if opt.Log == nil {
+		opt.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{opt: opt}
+	if opt.Token != "" {
+		sum := sha256.Sum256([]byte(opt.Token))
+		s.token = sum[:]
+	}
+	mux := http.NewServeMux()
+	if opt.Metrics != nil {
+		mux.Handle("/metrics", methods{http.MethodGet: opt.Metrics.ServeHTTP})
+	}
+	mux.Handle("/healthz", methods{http.MethodGet: func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}})
+	mux.Handle("/readyz", methods{http.MethodGet: func(w http.ResponseWriter, _ *http.Request) {
+		if opt.Ready != nil {
+			if err := opt.Ready(); err != nil {
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}})
+	if opt.Local || opt.Token != "" {
+		if opt.Journal != nil {
+			s.journalRoutes(mux)
+		}
+		if opt.Control != nil {
+			s.controlRoutes(mux)
+		}
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return s.recoverer(mux)
+}
+
+type server struct {
+	opt   Options
+	token []byte // sha256 of the token; nil: none configured
+}
+
+// methods routes one path by method, answering 405 (JSON, with Allow) for the others.
+// HEAD is served by the GET handler.
+type methods map[string]http.HandlerFunc
+
+func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, ok := m[r.Method]
+	if !ok && r.Method == http.MethodHead {
+		h, ok = m[http.MethodGet]
+	}
+	if !ok {
+		allow := make([]string, 0, len(m))
+		for k := range m {
+			allow = append(allow, k)
+		}
+		slices.Sort(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed (allowed: "+strings.Join(allow, ", ")+")")
+		return
+	}
+	h(w, r)
+}
+
+// authorized reports whether r may mutate: always on the socket; on the network only with
+// the configured bearer token. Both sides are hashed first so the comparison takes the same
+// time whatever the length of the guess.
+func (s *server) authorized(r *http.Request) bool {
+	if s.opt.Local {
+		return true
+	}
+	if s.token == nil {
+		return false
+	}
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
+	return subtle.ConstantTimeCompare(sum[:], s.token) == 1
+}
+
+// mutating wraps a handler that changes the agent: authorization first (before the body is
+// read), then readiness, then a bounded body.
+func (s *server) mutating(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !s.authorized(r) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="chaoscron"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		if s.opt.Ready != nil {
+			if err := s.opt.Ready(); err != nil {
+				writeError(w, http.StatusServiceUnavailable, "not ready: "+err.Error())
+				return
+			}
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		h(w, r)
+	}
+}
+
+// recoverer turns a panic in a handler into a 500 and a log line: one bad request must not
+// take the agent, and the faults it holds, down with it.
+func (s *server) recoverer(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.opt.Log.Error("api handler panicked", "method", r.Method, "path", r.URL.Path, "panic", v)
+				writeError(w, http.StatusInternalServerError, "internal error")
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+// errorBody is every error response: {"error": "..."} and, for a refused fire, the reason.
+type errorBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason,omitempty"`
+	ID     uint64 `json:"id,omitempty"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, errorBody{Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(v)
+}

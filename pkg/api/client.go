@@ -1,0 +1,205 @@
+package api
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/chaoscron/chaoscron/journal"
+)
+
+// Client talks to a running agent over its unix socket. Its journal methods match
+// *journal.Journal's, so a command reads a live journal through the agent exactly as it
+// reads an idle one from the file.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+var _ Journal = (*Client)(nil)
+
+// NewClient returns a client for the agent listening on the unix socket at path.
+func NewClient(path string) *Client {
+	d := net.Dialer{Timeout: 2 * time.Second}
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return d.DialContext(ctx, "unix", path)
+		},
+		ResponseHeaderTimeout: 30 * time.Second,
+		DisableCompression:    true,
+	}
+	return &Client{socket: path, hc: &http.Client{Transport: tr}}
+}
+
+// Close releases idle connections.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// StatusError is a non-2xx answer from the agent.
+type StatusError struct {
+	Code   int
+	Msg    string
+	Reason string // for a refused fire
+}
+
+func (e *StatusError) Error() string { return e.Msg }
+
+// Is lets a 404 match journal.ErrNotFound.
+func (e *StatusError) Is(target error) bool {
+	return e.Code == http.StatusNotFound && target == journal.ErrNotFound
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body any) (*http.Response, error) {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, err
+		}
+		rd = bytes.NewReader(b)
+	}
+	u := "http://chaoscron" + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent socket %s: %w", c.socket, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		var eb errorBody
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+		if json.Unmarshal(b, &eb) != nil || eb.Error == "" {
+			eb.Error = fmt.Sprintf("agent answered %s", resp.Status)
+		}
+		return nil, &StatusError{Code: resp.StatusCode, Msg: eb.Error, Reason: eb.Reason}
+	}
+	return resp, nil
+}
+
+func (c *Client) getJSON(ctx context.Context, method, path string, q url.Values, body, out any) error {
+	resp, err := c.do(ctx, method, path, q, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("agent socket %s: %s %s: %w", c.socket, method, path, err)
+	}
+	return nil
+}
+
+// FilterQuery encodes f as the query of GET /v1/runs.
+func FilterQuery(f journal.Filter) url.Values {
+	q := url.Values{}
+	if f.Experiment != "" {
+		q.Set("experiment", f.Experiment)
+	}
+	if f.Status != "" {
+		q.Set("status", string(f.Status))
+	}
+	if !f.Since.IsZero() {
+		q.Set("since", f.Since.Format(time.RFC3339Nano))
+	}
+	if f.Limit != 0 {
+		q.Set("limit", strconv.Itoa(f.Limit))
+	}
+	return q
+}
+
+// List is GET /v1/runs.
+func (c *Client) List(f journal.Filter) ([]journal.Record, error) {
+	var recs []journal.Record
+	err := c.getJSON(context.Background(), http.MethodGet, "/v1/runs", FilterQuery(f), nil, &recs)
+	return recs, err
+}
+
+// Get is GET /v1/runs/{id}; an unknown id is an error matching journal.ErrNotFound.
+func (c *Client) Get(id uint64) (journal.Record, error) {
+	var rec journal.Record
+	err := c.getJSON(context.Background(), http.MethodGet, "/v1/runs/"+strconv.FormatUint(id, 10), nil, nil, &rec)
+	var se *StatusError
+	if errors.As(err, &se) && se.Code == http.StatusNotFound {
+		return rec, journal.ErrNotFound
+	}
+	return rec, err
+}
+
+// Stats is GET /v1/stats.
+func (c *Client) Stats() (journal.Stats, error) {
+	var st journal.Stats
+	err := c.getJSON(context.Background(), http.MethodGet, "/v1/stats", nil, nil, &st)
+	return st, err
+}
+
+// Each is GET /v1/export, calling fn for every record, oldest first.
+func (c *Client) Each(fn func(journal.Record) error) error {
+	return c.Export(context.Background(), func(line []byte) error {
+		var rec journal.Record
+		if err := json.Unmarshal(line, &rec); err != nil {
+			return fmt.Errorf("agent socket %s: export: %w", c.socket, err)
+		}
+		return fn(rec)
+	})
+}
+
+// Export is GET /v1/export, calling fn with each JSON line (without its newline) as the
+// agent wrote it.
+func (c *Client) Export(ctx context.Context, fn func(line []byte) error) error {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/export", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+	for sc.Scan() {
+		if err := fn(sc.Bytes()); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("agent socket %s: export: %w", c.socket, err)
+	}
+	return nil
+}
+
+// Experiments is GET /v1/experiments.
+func (c *Client) Experiments(ctx context.Context) ([]Experiment, error) {
+	var exps []Experiment
+	err := c.getJSON(ctx, http.MethodGet, "/v1/experiments", nil, nil, &exps)
+	return exps, err
+}
+
+// Halt is POST /v1/halt.
+func (c *Client) Halt(ctx context.Context, reason string) (HaltResponse, error) {
+	var hr HaltResponse
+	err := c.getJSON(ctx, http.MethodPost, "/v1/halt", nil, HaltRequest{Reason: reason}, &hr)
+	return hr, err
+}
+
+// Resume is POST /v1/resume.
+func (c *Client) Resume(ctx context.Context) (HaltResponse, error) {
+	var hr HaltResponse
+	err := c.getJSON(ctx, http.MethodPost, "/v1/resume", nil, struct{}{}, &hr)
+	return hr, err
+}
