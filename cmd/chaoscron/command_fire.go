@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaoscron/chaoscron/pkg/config"
+	"github.com/chaoscron/chaoscron/pkg/metrics"
+	"github.com/chaoscron/chaoscron/pkg/runner"
+)
+
+func newFireCommand() *cobra.Command {
+	var o configFlags
+	var output string
+	c := &cobra.Command{
+		Use:   "fire -c FILE NAME",
+		Short: "Run one configured experiment now, hold it for its duration, revert, and print the record",
+		Long: `Run one configured experiment now. The window and the probability are not consulted (you
+asked for this run); the halt switch and blackouts are. Faults an earlier agent left behind are
+recovered first. SIGINT/SIGTERM end the run early; it is reverted and recorded as aborted.`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(c *cobra.Command, a []string) error {
+			if o.file == "" {
+				return usageError{errors.New("fire needs -c FILE")}
+			}
+			cfg, err := o.load(c.Flags(), false)
+			if err != nil {
+				return err
+			}
+			return fire(c, cfg, a[0], output)
+		},
+	}
+	o.addFile(c.Flags(), true)
+	o.addJournal(c.Flags())
+	c.Flags().BoolVar(&o.dryRun, "dry-run", false, "record what would happen; change nothing")
+	c.Flags().StringVarP(&output, "output", "o", "table", "table or json")
+	return c
+}
+
+func fire(c *cobra.Command, cfg *config.Config, name, output string) error {
+	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	log := newLogger(cfg)
+	j, err := openJournal(cfg.Journal.Path)
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	env, err := faultEnv(cfg, log)
+	if err != nil {
+		return err
+	}
+	r, err := runner.New(runner.Options{Config: cfg, Journal: j, Metrics: metrics.New(version), Log: log, Env: env, Agent: newAgent()})
+	if err != nil {
+		return err
+	}
+	if _, err := r.Recover(ctx); err != nil {
+		log.Error("recovery incomplete", "err", err)
+	}
+	id, ferr := r.Fire(ctx, name, runner.TriggerFire, time.Time{})
+	if id != 0 && ferr == nil {
+		done := make(chan struct{})
+		go func() { r.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
+			defer cancel()
+			if err := r.Shutdown(sctx); err != nil {
+				return err
+			}
+		}
+	}
+	if id != 0 {
+		rec, err := j.Get(id)
+		if err != nil {
+			return err
+		}
+		if err := printRecords(c.OutOrStdout(), output, rec); err != nil {
+			return err
+		}
+		if rec.Status == "failed" || rec.Cleanup == "failed" {
+			return fmt.Errorf("run %d: %s (cleanup %s): %s", rec.ID, rec.Status, rec.Cleanup, rec.Error)
+		}
+	}
+	return ferr
+}

@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/api"
+)
+
+func newHaltCommand() *cobra.Command {
+	var o configFlags
+	var reason string
+	c := &cobra.Command{
+		Use:   "halt [--reason TEXT]",
+		Short: "Turn the persisted halt switch on: revert every active fault now, fire nothing until resume",
+		Long: `Turn the halt switch on. A running agent (reached over the socket next to its journal)
+reverts every active fault before this command returns, and fires nothing until resume,
+also after a restart: the switch is stored in the journal. With no agent running, the switch
+is set in the journal file and the next agent starts halted.`,
+		Args: args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return setHalt(c, &o, true, reason)
+		},
+	}
+	o.addFile(c.Flags(), true)
+	o.addJournal(c.Flags())
+	c.Flags().StringVar(&reason, "reason", "", "why (recorded in the journal and on every run it ends)")
+	return c
+}
+
+func newResumeCommand() *cobra.Command {
+	var o configFlags
+	c := &cobra.Command{
+		Use:   "resume",
+		Short: "Turn the halt switch off: experiments fire on schedule again",
+		Args:  args(cobra.NoArgs),
+		RunE: func(c *cobra.Command, _ []string) error {
+			return setHalt(c, &o, false, "")
+		},
+	}
+	o.addFile(c.Flags(), true)
+	o.addJournal(c.Flags())
+	return c
+}
+
+// setHalt flips the switch in the journal file if no agent holds it, else through the agent.
+func setHalt(c *cobra.Command, o *configFlags, halted bool, reason string) error {
+	path, err := o.journalPath(c.Flags())
+	if err != nil {
+		return err
+	}
+	w := c.OutOrStdout()
+	j, err := journal.Open(path, journal.Options{Timeout: 500 * time.Millisecond})
+	if err == nil {
+		defer j.Close()
+		if reason == "" && halted {
+			reason = "halted"
+		}
+		if err := j.SetHalted(halted, reason, time.Now().UTC()); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "halted: %t (no agent running; journal %s)\n", halted, path)
+		return err
+	}
+	if !errors.Is(err, journal.ErrLocked) {
+		return err
+	}
+	cl := api.NewClient(api.SocketPath(path))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
+	defer cancel()
+	if halted {
+		hr, err := cl.Halt(ctx, reason)
+		if err != nil {
+			return fmt.Errorf("halt: %w", err)
+		}
+		_, err = fmt.Fprintf(w, "halted: true (%d active runs ended and reverted)\n", hr.Ended)
+		return err
+	}
+	if _, err := cl.Resume(ctx); err != nil {
+		return fmt.Errorf("resume: %w", err)
+	}
+	_, err = fmt.Fprintln(w, "halted: false")
+	return err
+}
