@@ -27,6 +27,7 @@ type Set struct {
 
 	Injections   *prometheus.CounterVec   // failure_type, status
 	Active       *prometheus.GaugeVec     // failure_type
+	PlannedEnd   *prometheus.GaugeVec     // failure_type: earliest planned end of the faults in place
 	Duration     *prometheus.HistogramVec // failure_type: injected → reverted
 	Skips        *prometheus.CounterVec   // experiment, reason
 	Runs         *prometheus.CounterVec   // experiment, status (journal status)
@@ -55,6 +56,10 @@ func New(version string) *Set {
 		Active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "chaos_injection_active",
 			Help: "Faults currently in place, by fault type.",
+		}, []string{"failure_type"}),
+		PlannedEnd: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chaos_injection_planned_end_timestamp_seconds",
+			Help: "Unix time at which the earliest-ending fault in place of each type is planned to end; 0 when none is in place.",
 		}, []string{"failure_type"}),
 		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "chaos_injection_duration_seconds",
@@ -111,7 +116,7 @@ func New(version string) *Set {
 		}, []string{"version", "goversion"}),
 	}
 	for _, c := range []prometheus.Collector{
-		s.Injections, s.Active, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
+		s.Injections, s.Active, s.PlannedEnd, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
 		s.NextFire, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -133,4 +138,5 @@ func (s *Set) Touch(failureType string) {
 		s.Injections.WithLabelValues(failureType, st)
 	}
 	s.Active.WithLabelValues(failureType)
+	s.PlannedEnd.WithLabelValues(failureType)
 }

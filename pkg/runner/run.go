@@ -20,6 +20,7 @@ func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigge
 	release := func() {
 		r.mu.Lock()
 		delete(r.active, rn)
+		r.refreshPlannedEndLocked(rn.ftype)
 		r.mu.Unlock()
 		rn.cancel(nil)
 		close(rn.done)
@@ -103,7 +104,8 @@ func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigge
 		return rec.ID, fmt.Errorf("inject %s: %w", e.cfg.Name, err)
 	}
 	r.mu.Lock()
-	rn.undo = undo
+	rn.undo, rn.end = undo, rec.PlannedEnd
+	r.refreshPlannedEndLocked(ftype)
 	r.mu.Unlock()
 	applied := time.Now()
 	if _, err := r.j.Update(rec.ID, func(x *journal.Record) error {

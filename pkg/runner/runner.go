@@ -56,6 +56,9 @@ type Runner struct {
 	agent journal.Agent
 	seq   atomic.Uint64 // per-process run keys handed to Fault.Plan
 
+	openDirty atomic.Bool // the open-runs gauge is stale; see refreshOpen
+	openBusy  atomic.Bool // a refreshOpen is reading the journal
+
 	mu       sync.Mutex
 	cfg      *config.Config
 	cal      *schedule.Calendar
@@ -82,8 +85,26 @@ type run struct {
 	ftype  string
 	f      fault.Fault
 	undo   fault.Undo
+	end    time.Time // planned end, set once the fault is in place
 	cancel context.CancelCauseFunc
 	done   chan struct{}
+}
+
+// refreshPlannedEndLocked sets the earliest planned end among ftype's faults in place, or 0
+// when none is. An alert on "now is well past it" is exact per run, which a gauge of active
+// faults is not: two overlapping runs look like one long fault. r.mu is held.
+func (r *Runner) refreshPlannedEndLocked(ftype string) {
+	var min time.Time
+	for rn := range r.active {
+		if rn.ftype == ftype && !rn.end.IsZero() && (min.IsZero() || rn.end.Before(min)) {
+			min = rn.end
+		}
+	}
+	v := 0.0
+	if !min.IsZero() {
+		v = float64(min.UnixNano()) / 1e9
+	}
+	r.m.PlannedEnd.WithLabelValues(ftype).Set(v)
 }
 
 // New validates that every experiment's fault can be built and returns a Runner. It does not
@@ -255,10 +276,24 @@ func (r *Runner) abortAll(cause error) int {
 	return len(r.active)
 }
 
+// refreshOpen sets the open-runs gauge from the journal. Every finished run calls it, and
+// OpenRuns decodes each open record, so with many runs ending together (200 experiments on
+// the same tick) the calls cost O(open²) decoding and starve the scheduler of CPU. Calls
+// that overlap are coalesced: a call that finds another reading only marks the gauge stale,
+// and the reader reads again until no call has marked it since, so the gauge still ends at
+// the journal's count after the last change.
 func (r *Runner) refreshOpen() {
-	open, err := r.j.OpenRuns()
-	if err == nil {
-		r.m.OpenRuns.Set(float64(len(open)))
+	r.openDirty.Store(true)
+	for r.openDirty.Load() {
+		if !r.openBusy.CompareAndSwap(false, true) {
+			return // the reader sees the mark and reads again
+		}
+		for r.openDirty.Swap(false) {
+			if open, err := r.j.OpenRuns(); err == nil {
+				r.m.OpenRuns.Set(float64(len(open)))
+			}
+		}
+		r.openBusy.Store(false)
 	}
 }
 

@@ -113,7 +113,13 @@ func TestLifecycle(t *testing.T) {
 	if v := testutil.ToFloat64(f.m.Active.WithLabelValues("disk")); v != 1 {
 		t.Fatalf("chaos_injection_active{disk} = %v while held, want 1", v)
 	}
+	if v, want := testutil.ToFloat64(f.m.PlannedEnd.WithLabelValues("disk")), float64(rec.PlannedEnd.UnixNano())/1e9; v != want {
+		t.Fatalf("chaos_injection_planned_end_timestamp_seconds{disk} = %v while held, want %v", v, want)
+	}
 	f.r.Wait()
+	if v := testutil.ToFloat64(f.m.PlannedEnd.WithLabelValues("disk")); v != 0 {
+		t.Fatalf("chaos_injection_planned_end_timestamp_seconds{disk} = %v after, want 0", v)
+	}
 	if n := len(f.fills()); n != 0 {
 		t.Fatalf("after the run: %d fill files left behind", n)
 	}
