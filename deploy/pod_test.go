@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // TestPodSimulation is a pod without Kubernetes: the test re-runs itself as PID 1 of a new
@@ -203,24 +203,7 @@ experiments:
 type podAgent struct {
 	t   *testing.T
 	cmd *exec.Cmd
-	log *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	log *testenv.Buffer
 }
 
 // startPodAgent runs `chaoscron run -c cfg` as the sidecar runs: uid 0, every capability
@@ -235,7 +218,7 @@ func startPodAgent(t *testing.T, bin, cfg string, caps []string) *podAgent {
 		}
 		bounding += ",+" + strings.ToLower(c)
 	}
-	a := &podAgent{t: t, log: &lockedBuffer{}}
+	a := &podAgent{t: t, log: &testenv.Buffer{}}
 	a.cmd = exec.Command("setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set="+bounding, "--",
 		bin, "run", "-c", cfg)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log

@@ -17,6 +17,8 @@ import (
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/config"
 	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/metrics"
+	"github.com/chaoscron/chaoscron/pkg/runner"
 )
 
 // configFlags are the flags that feed the config (flags beat env beat file beat defaults).
@@ -146,4 +148,24 @@ func newLogger(cfg *config.Config) *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+}
+
+// newRunner opens cfg's journal (exclusively) and builds a runner on it, for the commands that
+// act on the system outside `run` (fire, recover). The caller closes the journal.
+func newRunner(cfg *config.Config) (*runner.Runner, *journal.Journal, *slog.Logger, error) {
+	log := newLogger(cfg)
+	j, err := openJournal(cfg.Journal.Path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	env, err := faultEnv(cfg, log)
+	if err == nil {
+		var r *runner.Runner
+		r, err = runner.New(runner.Options{Config: cfg, Journal: j, Metrics: metrics.New(version), Log: log, Env: env, Agent: newAgent()})
+		if err == nil {
+			return r, j, log, nil
+		}
+	}
+	j.Close()
+	return nil, nil, nil, err
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaoscron/chaoscron/pkg/config"
-	"github.com/chaoscron/chaoscron/pkg/metrics"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
 
@@ -46,20 +45,11 @@ recovered first. SIGINT/SIGTERM end the run early; it is reverted and recorded a
 func fire(c *cobra.Command, cfg *config.Config, name, output string) error {
 	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log := newLogger(cfg)
-	j, err := openJournal(cfg.Journal.Path)
+	r, j, log, err := newRunner(cfg)
 	if err != nil {
 		return err
 	}
 	defer j.Close()
-	env, err := faultEnv(cfg, log)
-	if err != nil {
-		return err
-	}
-	r, err := runner.New(runner.Options{Config: cfg, Journal: j, Metrics: metrics.New(version), Log: log, Env: env, Agent: newAgent()})
-	if err != nil {
-		return err
-	}
 	if _, err := r.Recover(ctx); err != nil {
 		log.Error("recovery incomplete", "err", err)
 	}

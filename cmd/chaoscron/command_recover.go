@@ -6,8 +6,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/chaoscron/chaoscron/pkg/config"
-	"github.com/chaoscron/chaoscron/pkg/metrics"
-	"github.com/chaoscron/chaoscron/pkg/runner"
 )
 
 func newRecoverCommand() *cobra.Command {
@@ -31,20 +29,11 @@ journal run owns. Exit 1 if anything could not be reverted.`,
 			if err != nil {
 				return err
 			}
-			log := newLogger(cfg)
-			j, err := openJournal(cfg.Journal.Path)
+			r, j, _, err := newRunner(cfg)
 			if err != nil {
 				return err
 			}
 			defer j.Close()
-			env, err := faultEnv(cfg, log)
-			if err != nil {
-				return err
-			}
-			r, err := runner.New(runner.Options{Config: cfg, Journal: j, Metrics: metrics.New(version), Log: log, Env: env, Agent: newAgent()})
-			if err != nil {
-				return err
-			}
 			rep, rerr := r.Recover(c.Context())
 			w := c.OutOrStdout()
 			fmt.Fprintf(w, "open runs: %d, recovered: %d, failed: %d, swept: %d (%s)\n",

@@ -9,12 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // bin is the real chaoscron binary, built once, static, as it ships.
@@ -58,30 +58,12 @@ func cli(t *testing.T, dir string, args ...string) (string, string, int) {
 type agent struct {
 	t   *testing.T
 	cmd *exec.Cmd
-	log *syncBuffer
-}
-
-// syncBuffer is the agent's log, written by the child's pipe and read by the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	log *testenv.Buffer
 }
 
 func startAgent(t *testing.T, dir string, args ...string) *agent {
 	t.Helper()
-	a := &agent{t: t, log: &syncBuffer{}}
+	a := &agent{t: t, log: &testenv.Buffer{}}
 	a.cmd = exec.Command(bin, append([]string{"run"}, args...)...)
 	a.cmd.Dir = dir
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log

@@ -1,7 +1,6 @@
 package schedule
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -10,28 +9,12 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // The tests in this file that use real time run in parallel, so together they take about as
 // long as the longest one (about 3 s) rather than the sum.
-
-// syncBuffer is a log sink that may be written by cron's goroutines while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // call is one observed job invocation.
 type call struct {
@@ -235,7 +218,7 @@ func TestSchedulerParentContextEnds(t *testing.T) {
 
 func TestSchedulerRecoversPanic(t *testing.T) {
 	t.Parallel()
-	var logs syncBuffer
+	var logs testenv.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
 	s := NewScheduler(time.UTC, log)
 	var (
@@ -366,7 +349,7 @@ type panicky struct{}
 func (panicky) Next(time.Time) time.Time { panic("broken schedule") }
 
 func TestTickSchedulePanickingInner(t *testing.T) {
-	var logs syncBuffer
+	var logs testenv.Buffer
 	ts := &tickSchedule{inner: panicky{}, log: slog.New(slog.NewTextHandler(&logs, nil))}
 	if got := ts.Next(jan1); !got.IsZero() {
 		t.Fatalf("Next = %s, want zero (never again)", got)
