@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/chaoscron/chaoscron/journal"
+	"github.com/chaoscron/chaoscron/pkg/api"
 	"github.com/chaoscron/chaoscron/pkg/config"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
@@ -46,6 +48,9 @@ func fire(c *cobra.Command, cfg *config.Config, name, output string) error {
 	ctx, stop := signal.NotifyContext(c.Context(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	r, j, log, err := newRunner(cfg)
+	if errors.Is(err, journal.ErrLocked) {
+		return fireThroughAgent(c, cfg, name, output)
+	}
 	if err != nil {
 		return err
 	}
@@ -80,4 +85,19 @@ func fire(c *cobra.Command, cfg *config.Config, name, output string) error {
 		}
 	}
 	return ferr
+}
+
+// fireThroughAgent asks the agent that holds the journal to run the experiment: two agents
+// must never share a journal, and the running one holds, reverts and records the run.
+func fireThroughAgent(c *cobra.Command, cfg *config.Config, name, output string) error {
+	cl := api.NewClient(api.SocketPath(cfg.Journal.Path))
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(c.Context(), time.Minute)
+	defer cancel()
+	rec, err := cl.Fire(ctx, name)
+	if err != nil {
+		return fmt.Errorf("fire %s through the running agent: %w", name, err)
+	}
+	fmt.Fprintf(c.ErrOrStderr(), "fired through the running agent (socket %s); it holds and reverts the run\n", api.SocketPath(cfg.Journal.Path))
+	return printRecords(c.OutOrStdout(), output, rec)
 }

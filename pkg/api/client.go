@@ -203,3 +203,11 @@ func (c *Client) Resume(ctx context.Context) (HaltResponse, error) {
 	err := c.getJSON(ctx, http.MethodPost, "/v1/resume", nil, struct{}{}, &hr)
 	return hr, err
 }
+
+// Fire is POST /v1/experiments/{name}/fire: the agent runs the experiment now and answers
+// with the run's record once the fault is in place.
+func (c *Client) Fire(ctx context.Context, name string) (journal.Record, error) {
+	var rec journal.Record
+	err := c.getJSON(ctx, http.MethodPost, "/v1/experiments/"+url.PathEscape(name)+"/fire", nil, struct{}{}, &rec)
+	return rec, err
+}
