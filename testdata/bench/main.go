@@ -1,0 +1,297 @@
+// Command bench runs chaoscron's performance benchmarks one at a time, each several times,
+// and prints the README's Performance table from the medians (also written to
+// testdata/bench/results.md, with the raw `go test` output in testdata/bench/raw.txt).
+//
+//	go run ./testdata/bench                 # what `task bench` runs; about 15 minutes
+//	go run ./testdata/bench -count 3        # fewer repetitions
+//	go run ./testdata/bench -only journal   # the steps whose name contains "journal"
+//
+// Go leaves testdata out of ./..., so `go test ./...` never builds this.
+//
+// Every figure is a median over -count runs of a benchmark; a ratio is the median of the
+// ratios each run measured on its own (both sides taking turns within the run), never a
+// ratio of medians from different runs. Environment, passed through to the benchmarks:
+//
+//	CHAOSCRON_BENCH_PUNCTUALITY  firing window per punctuality run (default 10s; the goal: 60s)
+//	CHAOSCRON_BENCH_IDLE         how long the idle agent is watched (default 20s; the goal: 60s)
+//
+// Root-only parts (tc in a network namespace) are left out when not root; stress-ng and pkill
+// comparisons need those tools. Nothing here asserts a figure: it reports.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// step is one `go test` invocation: a package, a -bench pattern, and how many times and
+// iterations. env is added to the environment.
+type step struct {
+	name      string
+	pkg       string
+	bench     string
+	benchtime string
+	count     int // 0: the -count flag
+	env       []string
+}
+
+var steps = []step{
+	{name: "journal-intent", pkg: "./journal", bench: "IntentVsFloor", benchtime: "300x"},
+	{name: "journal-throughput", pkg: "./journal", bench: "RunsPerSecond", benchtime: "300x", count: 3},
+	{name: "journal-big", pkg: "./journal", bench: "^(BenchmarkSize|BenchmarkList50)$", benchtime: "100x",
+		env: []string{"CHAOSCRON_BENCH_RUNS=1000000"}},
+	{name: "runner-fire", pkg: "./pkg/runner", bench: "FireToApplied", benchtime: "200x"},
+	{name: "runner-punctuality", pkg: "./pkg/runner", bench: "Punctuality", benchtime: "1x", count: 3},
+	{name: "runner-recover", pkg: "./pkg/runner", bench: "Recover$", benchtime: "5x", count: 3},
+	{name: "runner-recover-big", pkg: "./pkg/runner", bench: "RecoverBigJournal", benchtime: "5x", count: 3},
+	{name: "fault-cpu", pkg: "./pkg/fault/cpu", bench: "Compare", benchtime: "1x", count: 3},
+	{name: "fault-memory", pkg: "./pkg/fault/memory", bench: "^(BenchmarkFill|BenchmarkResident)$", benchtime: "3x", count: 3},
+	{name: "fault-process", pkg: "./pkg/fault/process", bench: "KillVsPkill", benchtime: "30x"},
+	{name: "fault-process-scan", pkg: "./pkg/fault/process", bench: "ScanScale", benchtime: "10x", count: 3},
+}
+
+// results maps a benchmark name (without the -GOMAXPROCS suffix) to unit → values, one per run.
+type results map[string]map[string][]float64
+
+var benchLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+\d+\s+(.*)$`)
+
+func (r results) parse(out []byte) {
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		m := benchLine.FindStringSubmatch(sc.Text())
+		if m == nil {
+			continue
+		}
+		f := strings.Fields(m[2])
+		for i := 0; i+1 < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				continue
+			}
+			if r[m[1]] == nil {
+				r[m[1]] = map[string][]float64{}
+			}
+			r[m[1]][f[i+1]] = append(r[m[1]][f[i+1]], v)
+		}
+	}
+}
+
+// med is the median of a benchmark's metric, and whether it was measured.
+func (r results) med(name, unit string) (float64, bool) {
+	v := r[name][unit]
+	if len(v) == 0 {
+		return 0, false
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2], true
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2, true
+}
+
+// f formats the median of name's unit with format, or "—" when it was not measured.
+func (r results) f(format, name, unit string) string {
+	v, ok := r.med(name, unit)
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// spread is "min–max" of the runs, to show the noise next to a median.
+func (r results) spread(format, name, unit string) string {
+	v := r[name][unit]
+	if len(v) < 2 {
+		return ""
+	}
+	return fmt.Sprintf(" ("+format+"–"+format+")", slices.Min(v), slices.Max(v))
+}
+
+func main() {
+	count := flag.Int("count", 5, "runs of each benchmark (some heavy ones use fewer)")
+	only := flag.String("only", "", "run only the steps whose name contains this")
+	flag.Parse()
+	root, err := moduleRoot()
+	if err != nil {
+		fatal(err)
+	}
+	out := filepath.Join(root, "testdata", "bench")
+	raw, err := os.Create(filepath.Join(out, "raw.txt"))
+	if err != nil {
+		fatal(err)
+	}
+	defer raw.Close()
+	log := io.MultiWriter(os.Stderr, raw)
+	fmt.Fprintf(log, "# %s, %s, %d CPUs, %s\n", time.Now().UTC().Format(time.RFC3339), runtime.Version(), runtime.NumCPU(), loadavg())
+
+	res := results{}
+	for _, s := range steps {
+		if *only != "" && !strings.Contains(s.name, *only) {
+			continue
+		}
+		n := s.count
+		if n == 0 {
+			n = *count
+		}
+		n = min(n, *count)
+		args := []string{"test", "-run", "^$", "-bench", s.bench, "-benchtime", s.benchtime, "-count", strconv.Itoa(n), s.pkg}
+		fmt.Fprintf(log, "\n## %s: %s go %s\n", s.name, strings.Join(s.env, " "), strings.Join(args, " "))
+		cmd := exec.Command("go", args...)
+		cmd.Dir, cmd.Env = root, append(os.Environ(), s.env...)
+		b, err := cmd.CombinedOutput()
+		_, _ = log.Write(b)
+		if err != nil {
+			fmt.Fprintf(log, "step %s failed: %v (its figures are left out)\n", s.name, err)
+		}
+		res.parse(b)
+	}
+	var bin agentFigures
+	if *only == "" || strings.Contains("agent", *only) {
+		if bin, err = measureAgent(root, log); err != nil {
+			fmt.Fprintf(log, "agent: %v\n", err)
+		}
+	}
+	table := render(res, bin, *count)
+	fmt.Print(table)
+	if err := os.WriteFile(filepath.Join(out, "results.md"), []byte(table), 0o644); err != nil {
+		fatal(err)
+	}
+}
+
+func render(r results, a agentFigures, count int) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "Generated by `task bench` (`go run ./testdata/bench`) on %s: %d CPUs, %s; medians of up to %d runs.\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.Version(), count)
+	sb.WriteString("| what | how measured | ours | alternative | ratio |\n|---|---|---|---|---|\n")
+	row := func(cells ...string) { sb.WriteString("| " + strings.Join(cells, " | ") + " |\n") }
+	x := func(name string) string { return r.f("%.2f×", name, "ratio") }
+
+	const p = "BenchmarkPunctuality"
+	row("firing punctuality: 200 experiments `@every 1s`, lateness of each fire vs its tick (goal p99 < 5 ms)",
+		"runner `BenchmarkPunctuality`: started_at − scheduled_at from the journal, window "+envOr("CHAOSCRON_BENCH_PUNCTUALITY", "10s"),
+		"p50 "+r.f("%.1f ms", p, "p50-ms")+", p99 "+r.f("%.1f ms", p, "p99-ms")+r.spread("%.1f", p, "p99-ms")+"; fault in place p99 "+r.f("%.0f ms", p, "applied-p99-ms"),
+		"scheduler alone, no-op jobs: p50 "+r.f("%.1f ms", p, "sched-p50-ms")+", p99 "+r.f("%.1f ms", p, "sched-p99-ms"),
+		x(p)+" (p99)")
+	const fire = "BenchmarkFireToApplied"
+	row("fire → fault in place, intent fsync included (goal median < 2 ms)",
+		"`BenchmarkFireToApplied`: started_at → applied_at; a 64 KiB disk fill (its own file and directory fsyncs included)",
+		r.f("%.2f ms", fire, "p50-ms")+r.spread("%.2f", fire, "p50-ms")+"; no-op fault "+r.f("%.2f ms", fire, "noop-p50-ms")+"; until Fire returns "+r.f("%.2f ms", fire, "return-p50-ms"),
+		"exec `tc qdisc add … tbf` in a netns: "+r.f("%.2f ms", fire, "tc-p50-ms"),
+		x(fire))
+	const intent = "BenchmarkIntentVsFloor"
+	row("intent commit, bbolt, fsync on (goal median < 1.5 ms)",
+		"`BenchmarkIntentVsFloor`, turns with the floor",
+		r.f("%.0f µs", intent, "p50-µs")+r.spread("%.0f", intent, "p50-µs")+" (p99 "+r.f("%.0f µs", intent, "p99-µs")+")",
+		"write + fdatasync of the same bytes: "+r.f("%.0f µs", intent, "floor-p50-µs"),
+		x(intent))
+	const big = "BenchmarkRecoverBigJournal"
+	row("start-up recovery: 100 open runs (real disk fills) in a 1,000,000-run journal, to all reverted (goal < 100 ms)",
+		"`BenchmarkRecoverBigJournal`: Open + New + Recover",
+		r.f("%.0f ms", big, "p50-ms")+r.spread("%.0f", big, "p50-ms"),
+		"the same 100 open runs in a 100-run journal: "+r.f("%.0f ms", big, "small-p50-ms"),
+		x(big))
+	var scale []string
+	for _, n := range []string{"1", "10", "100", "1000"} {
+		scale = append(scale, n+": "+r.f("%.0f ms", "BenchmarkRecover/open="+n, "p50-ms"))
+	}
+	row("recovery time vs open runs (10,000-run journal)", "`BenchmarkRecover`", strings.Join(scale, ", "), "—", "—")
+	row("`journal list --limit 50` on a 1,000,000-run journal (goal < 20 ms)", "`BenchmarkList50`",
+		msFromNs(r, "BenchmarkList50/runs=1000000"), "—", "—")
+	row("journal file for 1,000,000 runs; with retention `max_runs: 10000`", "`BenchmarkSize` (runs bulk-loaded; retention prunes every 10,000)",
+		r.f("%.0f MB", "BenchmarkSize/runs=1000000", "MB")+"; with retention "+r.f("%.1f MB", "BenchmarkSize/runs=1000000/max_runs=10000", "MB")+" (bounded)", "—", "—")
+	var tput []string
+	for _, c := range []string{"1", "4", "16"} {
+		tput = append(tput, c+": "+r.f("%.0f", "BenchmarkRunsPerSecond/concurrent="+c, "runs/s"))
+	}
+	row("runs/s the journal sustains, fsync on (intent + active + end), by experiments firing at once", "`BenchmarkRunsPerSecond`", strings.Join(tput, ", "), "—", "—")
+	row("agent idle, 20 experiments scheduled, none firing (goal < 20 MiB, < 0.5% of a core)",
+		fmt.Sprintf("`chaoscron run`, /proc/<pid>/status VmRSS and utime+stime over %s", a.window),
+		a.String(), "—", "—")
+	const cpu = "BenchmarkCompare"
+	row("cpu fault, load 50 on 2 workers: busy share per worker (goal 50 ± 3%)", "`BenchmarkCompare`, /proc/<pid>/stat over 2 s",
+		r.f("%.2f%%", cpu+"/chaoscron", "busy%/worker")+r.spread("%.2f", cpu+"/chaoscron", "busy%/worker"),
+		"`stress-ng --cpu 2 --cpu-load 50`: "+r.f("%.2f%%", cpu+"/stress-ng", "busy%/worker")+r.spread("%.2f", cpu+"/stress-ng", "busy%/worker"), "—")
+	row("memory fault 512 MiB: fill rate; resident accuracy (goal ≥ stress-ng's rate, ±2%)", "`BenchmarkFill` (turns), `BenchmarkResident` (VmRSS delta)",
+		r.f("%.2f GiB/s", "BenchmarkFill", "chaoscron-GiB/s")+"; resident "+r.f("%.1f%%", "BenchmarkResident", "resident%"),
+		"`stress-ng --vm 1 --vm-bytes 512M --vm-keep` (RSS-based): "+r.f("%.2f GiB/s", "BenchmarkFill", "stress-ng-rss-GiB/s"),
+		ratioOf(r, "BenchmarkFill", "chaoscron-GiB/s", "stress-ng-rss-GiB/s"))
+	const kill = "BenchmarkKillVsPkill"
+	row("process kill, fire → target reaped, SIGKILL (goal median < 10 ms)", "`BenchmarkKillVsPkill`, both started at the same moment",
+		r.f("%.2f ms", kill, "p50-ms")+r.spread("%.2f", kill, "p50-ms"), "`pkill -9 -f`: "+r.f("%.2f ms", kill, "pkill-p50-ms"), x(kill))
+	var scan []string
+	for _, n := range []string{"0", "500", "1000", "2000"} {
+		name := "BenchmarkScanScale/extra=" + n
+		scan = append(scan, r.f("%.0f", name, "processes")+": "+msFromNs(r, name))
+	}
+	row("process scan time vs process count (Plan, no match: every process read)", "`BenchmarkScanScale`", strings.Join(scan, ", "), "—", "—")
+	row("binary size (goal < 25 MB)", "`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`", a.size(), "—", "—")
+	return sb.String()
+}
+
+func msFromNs(r results, name string) string {
+	v, ok := r.med(name, "ns/op")
+	if !ok {
+		return "—"
+	}
+	return fmt.Sprintf("%.2f ms", v/1e6)
+}
+
+// ratioOf is the median over runs of a/b, each run's pair taken together.
+func ratioOf(r results, name, a, b string) string {
+	va, vb := r[name][a], r[name][b]
+	if len(va) == 0 || len(va) != len(vb) {
+		return "—"
+	}
+	q := make([]float64, len(va))
+	for i := range va {
+		q[i] = va[i] / vb[i]
+	}
+	slices.Sort(q)
+	return fmt.Sprintf("%.2f×", q[len(q)/2])
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "load unknown"
+	}
+	f := strings.Fields(string(b))
+	return "load average " + strings.Join(f[:3], " ")
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("run from inside the chaoscron module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
