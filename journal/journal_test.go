@@ -197,6 +197,9 @@ func TestOpenIndexFollowsLifecycle(t *testing.T) {
 				if !slices.Equal(ids(open), want) {
 					t.Errorf("step %d (%s/%s): open runs %v, want %v", i, s.status, s.cleanup, ids(open), want)
 				}
+				if n, err := j.OpenCount(); err != nil || n != len(want) {
+					t.Errorf("step %d (%s/%s): OpenCount = %d, %v; want %d", i, s.status, s.cleanup, n, err, len(want))
+				}
 				if s.open && (open[0].Status != s.status || open[0].Cleanup != s.cleanup) {
 					t.Errorf("step %d: open run is %s/%s", i, open[0].Status, open[0].Cleanup)
 				}

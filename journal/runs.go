@@ -286,6 +286,24 @@ func (j *Journal) OpenRuns() ([]Record, error) {
 	return out, nil
 }
 
+// OpenCount is how many runs are open, from the index alone: nothing is decoded, so it is
+// cheap enough to call after every state change (the open-runs gauge does).
+func (j *Journal) OpenCount() (int, error) {
+	n := 0
+	err := j.view(func(tx *bbolt.Tx) error {
+		// A cursor walk rather than Bucket.Stats, which follows nested buckets without bound.
+		c := tx.Bucket(bucketOpen).Cursor()
+		for k, _ := c.First(); k != nil; k, _ = c.Next() {
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("open runs: %w", err)
+	}
+	return n, nil
+}
+
 // Filter selects runs for List. Zero fields select everything.
 type Filter struct {
 	Experiment string    // exact name

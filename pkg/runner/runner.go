@@ -289,8 +289,8 @@ func (r *Runner) refreshOpen() {
 			return // the reader sees the mark and reads again
 		}
 		for r.openDirty.Swap(false) {
-			if open, err := r.j.OpenRuns(); err == nil {
-				r.m.OpenRuns.Set(float64(len(open)))
+			if n, err := r.j.OpenCount(); err == nil {
+				r.m.OpenRuns.Set(float64(n))
 			}
 		}
 		r.openBusy.Store(false)
