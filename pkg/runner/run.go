@@ -81,6 +81,7 @@ func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigge
 	r.mu.Lock()
 	rn.id = rec.ID
 	r.mu.Unlock()
+	r.refreshOpen()
 	log = log.With("run", rec.ID)
 	log.Info("run pending", "planned_end", rec.PlannedEnd)
 

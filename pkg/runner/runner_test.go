@@ -113,6 +113,9 @@ func TestLifecycle(t *testing.T) {
 	if v := testutil.ToFloat64(f.m.Active.WithLabelValues("disk")); v != 1 {
 		t.Fatalf("chaos_injection_active{disk} = %v while held, want 1", v)
 	}
+	if v := testutil.ToFloat64(f.m.OpenRuns); v != 1 {
+		t.Fatalf("chaos_journal_open_runs = %v while held, want 1", v)
+	}
 	if v, want := testutil.ToFloat64(f.m.PlannedEnd.WithLabelValues("disk")), float64(rec.PlannedEnd.UnixNano())/1e9; v != want {
 		t.Fatalf("chaos_injection_planned_end_timestamp_seconds{disk} = %v while held, want %v", v, want)
 	}
@@ -138,6 +141,9 @@ func TestLifecycle(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(f.m.Active.WithLabelValues("disk")); v != 0 {
 		t.Fatalf("chaos_injection_active{disk} = %v after, want 0", v)
+	}
+	if v := testutil.ToFloat64(f.m.OpenRuns); v != 0 {
+		t.Fatalf("chaos_journal_open_runs = %v after, want 0", v)
 	}
 }
 
