@@ -222,15 +222,7 @@ func startPodAgent(t *testing.T, bin, cfg string, caps []string) *podAgent {
 	a.cmd = exec.Command("setpriv", "--no-new-privs", "--inh-caps=-all", "--bounding-set="+bounding, "--",
 		bin, "run", "-c", cfg)
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if a.cmd.ProcessState == nil {
-			_ = a.cmd.Process.Kill()
-			_ = a.cmd.Wait()
-		}
-	})
+	testenv.Start(t, a.cmd)
 	return a
 }
 

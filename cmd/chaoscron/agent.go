@@ -124,8 +124,8 @@ func faultEnv(cfg *config.Config, log *slog.Logger) (fault.Env, error) {
 		}
 		env.Protect = append(env.Protect, re)
 	}
-	if l := cfg.Agent.Listen; l != "" && l != "off" {
-		if _, port, err := net.SplitHostPort(l); err == nil {
+	if cfg.Agent.ListenEnabled() {
+		if _, port, err := net.SplitHostPort(cfg.Agent.Listen); err == nil {
 			env.ListenPort, _ = strconv.Atoi(port)
 		}
 	}

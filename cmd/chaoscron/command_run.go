@@ -108,7 +108,7 @@ func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Co
 		Token:   token,
 		Log:     log,
 	}
-	srv, err := serve(cfg.Agent.Listen, api.Handler(apiOpt), log)
+	srv, err := serve(cfg.Agent, api.Handler(apiOpt), log)
 	if err != nil {
 		return err
 	}
@@ -192,11 +192,12 @@ func prune(j *journal.Journal, cfg *config.Config, log *slog.Logger) {
 	}
 }
 
-// serve listens on addr ("" or "off": nothing) and serves h in the background.
-func serve(addr string, h http.Handler, log *slog.Logger) (*http.Server, error) {
-	if addr == "" || addr == "off" {
+// serve listens on agent.listen (if enabled) and serves h in the background.
+func serve(a config.Agent, h http.Handler, log *slog.Logger) (*http.Server, error) {
+	if !a.ListenEnabled() {
 		return nil, nil
 	}
+	addr := a.Listen
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)

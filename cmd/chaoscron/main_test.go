@@ -67,15 +67,7 @@ func startAgent(t *testing.T, dir string, args ...string) *agent {
 	a.cmd = exec.Command(bin, append([]string{"run"}, args...)...)
 	a.cmd.Dir = dir
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if a.cmd.ProcessState == nil {
-			_ = a.cmd.Process.Kill()
-			_ = a.cmd.Wait()
-		}
-	})
+	testenv.Start(t, a.cmd)
 	return a
 }
 

@@ -58,7 +58,7 @@ func (r *Runner) Fire(ctx context.Context, name, trigger string, scheduled time.
 		r.active[rn] = struct{}{}
 		r.wg.Add(1)
 		r.mu.Unlock()
-		return r.start(ctx, rctx, e, rn, trigger, scheduled, now)
+		return r.start(rctx, e, rn, trigger, scheduled, now)
 	}
 	recordSkips := r.cfg.Journal.RecordSkips
 	r.mu.Unlock()

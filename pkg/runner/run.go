@@ -14,7 +14,7 @@ import (
 
 // start takes a reserved run through plan → intent → inject, then leaves hold and revert to a
 // goroutine. rn is already in r.active and counted in r.wg; every path out releases both.
-func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigger string, scheduled, now time.Time) (uint64, error) {
+func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger string, scheduled, now time.Time) (uint64, error) {
 	ftype := e.cfg.Fault.Type
 	log := r.log.With("experiment", e.cfg.Name, "fault", ftype)
 	release := func() {
@@ -32,8 +32,12 @@ func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigge
 	rec.DryRun = r.cfg.Agent.DryRun
 	r.mu.Unlock()
 
+	// Plan and Inject get the run's own context, not the caller's: it lives as long as the
+	// run (a scheduler tick or an HTTP request does not), and it is what a halt, a stop
+	// condition or shutdown cancels — so a halt during a kill's grace period stops the
+	// escalation instead of waiting it out.
 	key := fmt.Sprintf("%s-%d", r.agent.Instance, r.seq.Add(1))
-	plan, err := e.f.Plan(ctx, key)
+	plan, err := e.f.Plan(rctx, key)
 	if err != nil {
 		release()
 		if errors.Is(err, fault.ErrSkip) {
@@ -85,14 +89,14 @@ func (r *Runner) start(ctx, rctx context.Context, e *experiment, rn *run, trigge
 	log = log.With("run", rec.ID)
 	log.Info("run pending", "planned_end", rec.PlannedEnd)
 
-	undo, err := e.f.Inject(ctx, plan)
+	undo, err := e.f.Inject(rctx, plan)
 	if undo == nil {
 		undo = plan
 	}
 	if err != nil {
 		// Inject reverses what it applied; revert the plan as well, since it is idempotent
 		// and a fault that half-failed is exactly what must not be left behind.
-		rerr := r.revert(ctx, e.f, undo)
+		rerr := r.revert(rctx, e.f, undo)
 		r.finish(log, rn, ftype, func(x *journal.Record) {
 			x.Status, x.Error, x.Undo = journal.Failed, err.Error(), undo
 			x.Cleanup = journal.CleanupDone

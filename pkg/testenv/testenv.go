@@ -37,3 +37,18 @@ func Tool(t testing.TB, name string) string {
 	Require(t, err == nil, name+" not found on PATH")
 	return p
 }
+
+// Start starts cmd and makes sure it is killed and reaped when the test ends, pass or fail:
+// a test must not leave an agent (or its faults) running behind it.
+func Start(t testing.TB, cmd *exec.Cmd) {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+}
