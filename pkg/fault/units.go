@@ -48,15 +48,16 @@ func ParseSize(s string) (Size, error) {
 	return Size(math.Round(b)), nil
 }
 
-// String formats the size with the largest IEC unit that keeps it readable.
+// String formats the size for people: the largest IEC unit, at most one decimal
+// ("23.5GiB", "256MiB"); bytes below 1KiB exactly.
 func (s Size) String() string {
 	f := float64(s)
 	for _, u := range []struct {
 		name string
 		mult float64
 	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if f >= u.mult {
-			return strconv.FormatFloat(f/u.mult, 'f', -1, 64) + u.name
+		if math.Abs(f) >= u.mult {
+			return strings.TrimSuffix(strconv.FormatFloat(f/u.mult, 'f', 1, 64), ".0") + u.name
 		}
 	}
 	return strconv.FormatInt(int64(s), 10) + "B"

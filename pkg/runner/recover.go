@@ -101,7 +101,12 @@ func (r *Runner) revertRecord(ctx context.Context, rec journal.Record) error {
 			return fmt.Errorf("decode stored params: %w", err)
 		}
 	}
-	f, err := fault.New(rec.Fault, params, r.env)
+	// Built without this agent's listen port: that only shapes what a *new* injection
+	// excludes, and a port changed since the crash must not make the stored params invalid
+	// and so keep the left-behind fault in place.
+	env := r.env
+	env.ListenPort = 0
+	f, err := fault.New(rec.Fault, params, env)
 	if err != nil {
 		return fmt.Errorf("rebuild %s fault: %w", rec.Fault, err)
 	}

@@ -20,11 +20,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"math"
 	"math/rand/v2"
 	"os"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
@@ -139,7 +136,7 @@ func (f *Fault) Plan(_ context.Context, run string) (fault.Undo, error) {
 	if f.percent > 0 {
 		size = int64(f.percent.Fraction() * float64(b.limit.limit))
 		if size <= 0 {
-			return nil, fmt.Errorf("memory: %s of %s (%s) is nothing", f.percent, human(b.limit.limit), b.limit.name)
+			return nil, fmt.Errorf("memory: %s of %s (%s) is nothing", f.percent, fault.Size(b.limit.limit), b.limit.name)
 		}
 	}
 	size = roundUp(size, int64(pageSize))
@@ -150,13 +147,13 @@ func (f *Fault) Plan(_ context.Context, run string) (fault.Undo, error) {
 		c := b.avail
 		msg := fmt.Sprintf("memory: %s would risk the agent being OOM-killed: at most %s may be allocated "+
 			"(limit %s from %s, in use %s, safety margin %s",
-			human(size), human(max(avail, 0)), human(c.limit), c.name, human(c.usage), human(margin(c.limit)))
+			fault.Size(size), fault.Size(max(avail, 0)), fault.Size(c.limit), c.name, fault.Size(c.usage), fault.Size(margin(c.limit)))
 		if pending > 0 {
-			msg += fmt.Sprintf(", still to be filled by other runs %s", human(pending))
+			msg += fmt.Sprintf(", still to be filled by other runs %s", fault.Size(pending))
 		}
 		return nil, fmt.Errorf("%s)", msg)
 	}
-	u := undo{Run: run, Bytes: size, Pid: os.Getpid(), Limit: human(b.limit.limit) + " (" + b.limit.name + ")"}
+	u := undo{Run: run, Bytes: size, Pid: os.Getpid(), Limit: fault.Size(b.limit.limit).String() + " (" + b.limit.name + ")"}
 	if f.ramp > 0 {
 		u.Ramp = f.ramp.String()
 	}
@@ -181,7 +178,7 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 	seed ^= h.Sum64()
 	m, err := newMapping(u.Bytes)
 	if err != nil {
-		return nil, fmt.Errorf("memory: map %s: %w", human(u.Bytes), err)
+		return nil, fmt.Errorf("memory: map %s: %w", fault.Size(u.Bytes), err)
 	}
 	if !held.add(u.Run, m) {
 		_ = unix.Munmap(m.mem) // fill has not started: nothing else touches it
@@ -200,7 +197,7 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 		if m := held.take(u.Run); m != nil {
 			_ = m.release()
 		}
-		return nil, fmt.Errorf("memory: fill %s: %w", human(u.Bytes), ctx.Err())
+		return nil, fmt.Errorf("memory: fill %s: %w", fault.Size(u.Bytes), ctx.Err())
 	}
 }
 
@@ -219,25 +216,10 @@ func (f *Fault) Revert(_ context.Context, raw fault.Undo) error {
 		return nil
 	}
 	if err := m.release(); err != nil {
-		return fmt.Errorf("memory: release %s: %w", human(u.Bytes), err)
+		return fmt.Errorf("memory: release %s: %w", fault.Size(u.Bytes), err)
 	}
 	f.env.Log.Info("memory released", "run", u.Run, "bytes", u.Bytes)
 	return nil
 }
 
 func roundUp(n, to int64) int64 { return (n + to - 1) / to * to }
-
-// human formats a byte count for people, to a tenth of its unit ("721.6MiB"); fault.Size's
-// own String is exact, which reads badly for computed figures.
-func human(n int64) string {
-	f := float64(n)
-	for _, u := range []struct {
-		name string
-		mult float64
-	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
-		if math.Abs(f) >= u.mult {
-			return strings.TrimSuffix(strconv.FormatFloat(f/u.mult, 'f', 1, 64), ".0") + u.name
-		}
-	}
-	return strconv.FormatInt(n, 10) + "B"
-}

@@ -128,10 +128,12 @@ func qdiscMsg(index int, handle, parent Handle) tc.Msg {
 	return tc.Msg{Family: unix.AF_UNSPEC, Ifindex: uint32(index), Handle: uint32(handle), Parent: uint32(parent)}
 }
 
-// revert deletes root q from the interface: the one with the planned index and, if the name
-// now belongs to another index, that one too (the kernel deletes nothing but q's handle and
-// kind, so trying both is safe). removed says whether anything was deleted.
-func (s *session) revert(name string, index int, q qdiscRef) (removed bool, err error) {
+// revert deletes root q from the interface with the planned index, and only that one: inject
+// applies nothing anywhere else, and interface indexes are not reused in a namespace, so a q
+// on another interface of the same name (the interface was deleted and created again) belongs
+// to another run or is a leftover for the sweep — never this run's to remove. removed says
+// whether anything was deleted.
+func (s *session) revert(index int, q qdiscRef) (removed bool, err error) {
 	if err := q.owned(); err != nil {
 		return false, err
 	}
@@ -139,22 +141,10 @@ func (s *session) revert(name string, index int, q qdiscRef) (removed bool, err 
 	if err != nil {
 		return false, err
 	}
-	var targets []int
-	if _, ok := byIndex(ls, index); ok {
-		targets = append(targets, index)
+	if _, ok := byIndex(ls, index); !ok {
+		return false, nil // the interface is gone, and its qdiscs with it
 	}
-	if l, ok := byName(ls, name); ok && l.Index != index {
-		targets = append(targets, l.Index)
-	}
-	var errs []error
-	for _, i := range targets {
-		r, err := s.deleteRoot(i, q)
-		removed = removed || r
-		if err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return removed, errors.Join(errs...)
+	return s.deleteRoot(index, q)
 }
 
 // deleteRoot deletes root q on ifindex; a q that is not there is not an error.

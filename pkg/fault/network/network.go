@@ -292,7 +292,7 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 			if ifc.State != stateApplied {
 				continue
 			}
-			if _, err := s.revert(ifc.Name, ifc.Index, u.Qdisc); err != nil {
+			if _, err := s.revert(ifc.Index, u.Qdisc); err != nil {
 				ierr = errors.Join(ierr, fmt.Errorf("network: roll back %s: %w", ifc.Name, err))
 				continue
 			}
@@ -343,7 +343,7 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 			errs = append(errs, fmt.Errorf("network: revert: %w", err))
 			break
 		}
-		removed, err := s.revert(ifc.Name, ifc.Index, u.Qdisc)
+		removed, err := s.revert(ifc.Index, u.Qdisc)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("network: revert %s in %s: %w", ifc.Name, ns, err))
 			continue

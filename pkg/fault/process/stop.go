@@ -98,6 +98,13 @@ func (f *Fault) resume(ctx context.Context, u *undo) error {
 	resumed := 0
 	for i := range u.Targets {
 		t := &u.Targets[i]
+		switch t.Result {
+		case resultError, resultGone, resultResumed:
+			// Inject recorded that this one was never stopped, or was resumed already: a
+			// SIGCONT is not ours to send (and one refused with EPERM would fail every retry).
+			// A plan without results (a crash before Inject recorded any) resumes them all.
+			continue
+		}
 		h, why, err := openTarget(ctx, f.env.Proc, t)
 		if err != nil {
 			errs = append(errs, err)

@@ -2,6 +2,7 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -180,4 +181,32 @@ func TestStopLeavesProcessesStoppedBySomeoneElse(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "already stopped by someone else") {
 		t.Fatalf("Plan: %v; want no match, naming the process already stopped", err)
 	}
+}
+
+// A target Inject recorded as never stopped (its SIGSTOP refused, say) is not Revert's to
+// SIGCONT: here it is stopped by someone else, and must stay stopped.
+func TestResumeSkipsTargetsNeverStopped(t *testing.T) {
+	target, params, env, undo := stoppedSleep(t)
+	var u map[string]any
+	if err := json.Unmarshal(undo, &u); err != nil {
+		t.Fatal(err)
+	}
+	ts := u["targets"].([]any)
+	ts[0].(map[string]any)["result"] = resultError
+	marked, err := json.Marshal(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := newFault(t, params, env).Revert(context.Background(), marked); err != nil {
+		t.Fatalf("Revert: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if s := procState(t, target.Process.Pid); s != 'T' {
+		t.Fatalf("a target recorded as never stopped was resumed (state %c)", s)
+	}
+	// The same undo as Inject returned it resumes the target.
+	if err := newFault(t, params, env).Revert(context.Background(), undo); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, target.Process.Pid, "SR")
 }
