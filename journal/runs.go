@@ -312,7 +312,7 @@ type Filter struct {
 	Limit      int       // at most this many, newest first; 0 = all
 }
 
-func (f *Filter) match(r *Record) bool {
+func (f *Filter) match(r *runSummary) bool {
 	if f.Experiment != "" && r.Experiment != f.Experiment {
 		return false
 	}
@@ -320,16 +320,15 @@ func (f *Filter) match(r *Record) bool {
 		return false
 	}
 	if !f.Since.IsZero() {
-		t := r.StartedAt
-		if t.IsZero() {
-			t = r.ScheduledAt
-		}
-		if t.IsZero() || t.Before(f.Since) {
+		if t := r.started(); t.IsZero() || t.Before(f.Since) {
 			return false
 		}
 	}
 	return true
 }
+
+// filters reports whether f selects on anything but the limit.
+func (f *Filter) filters() bool { return f.Experiment != "" || f.Status != "" || !f.Since.IsZero() }
 
 // List returns the runs f selects, newest first. It walks back from the newest run and
 // stops as soon as it has f.Limit of them, so a limit alone costs O(limit) however long
@@ -343,12 +342,20 @@ func (j *Journal) List(f Filter) ([]Record, error) {
 	err := j.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketRuns).Cursor()
 		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+			// A filter is judged on the summary: runs it rejects never have their params
+			// and undo decoded.
+			if f.filters() {
+				sum, err := decodeSummary(k, v)
+				if err != nil {
+					return err
+				}
+				if !f.match(&sum) {
+					continue
+				}
+			}
 			r, err := decodeAt(k, v)
 			if err != nil {
 				return err
-			}
-			if !f.match(&r) {
-				continue
 			}
 			out = append(out, r)
 			if f.Limit > 0 && len(out) == f.Limit {

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -137,11 +136,7 @@ func (c *Client) List(f journal.Filter) ([]journal.Record, error) {
 func (c *Client) Get(id uint64) (journal.Record, error) {
 	var rec journal.Record
 	err := c.getJSON(context.Background(), http.MethodGet, "/v1/runs/"+strconv.FormatUint(id, 10), nil, nil, &rec)
-	var se *StatusError
-	if errors.As(err, &se) && se.Code == http.StatusNotFound {
-		return rec, journal.ErrNotFound
-	}
-	return rec, err
+	return rec, err // a 404 is a *StatusError that matches journal.ErrNotFound
 }
 
 // Stats is GET /v1/stats.

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"unicode/utf8"
 
 	"github.com/chaoscron/chaoscron/journal"
 )
@@ -130,8 +129,8 @@ func (s *server) halt(w http.ResponseWriter, r *http.Request) {
 	if !readBody(w, r, &req) {
 		return
 	}
-	if len(req.Reason) > maxReason || !utf8.ValidString(req.Reason) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reason: at most %d bytes of UTF-8", maxReason))
+	if len(req.Reason) > maxReason { // encoding/json has already made it valid UTF-8
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reason: at most %d bytes", maxReason))
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), haltWait)
