@@ -67,6 +67,8 @@ type Journal struct {
 
 	file *os.File // bbolt's own handle, for Close to fall back on; see there
 
+	w writer // writes waiting for a commit; see update
+
 	mu      sync.Mutex
 	broken  error // set when a write found the file damaged; see update
 	damaged bool  // set when any transaction found the file damaged

@@ -167,8 +167,10 @@ func (j *Journal) Prune(maxRuns int, maxAge time.Duration, now time.Time) (int, 
 // pruneOnce deletes up to pruneBatch runs in one transaction; more says there may be
 // others to delete. *excess is how many runs count retention still wants gone.
 func (j *Journal) pruneOnce(excess *int, cutoff time.Time) (n int, more bool, err error) {
-	left := *excess
+	var left int
 	err = j.update(func(tx *bbolt.Tx) error {
+		// From scratch each time: update may run fn more than once.
+		left, more = *excess, false
 		runs, open := tx.Bucket(bucketRuns), tx.Bucket(bucketOpen)
 		var victims [][]byte
 		c := runs.Cursor()

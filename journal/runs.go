@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 )
 
 // idKey is the bucket key of run id: big-endian, so keys sort in id order and a cursor
@@ -86,48 +85,6 @@ func (j *Journal) view(fn func(*bbolt.Tx) error) (err error) {
 	return j.db.View(fn)
 }
 
-// update runs fn in a read-write transaction that is committed, and fsynced, before it
-// returns nil; a panic on a damaged page becomes ErrCorrupt and rolls it back.
-//
-// The transaction is managed here rather than by bbolt's Update, whose rollback after a
-// panic re-reads the freelist page from the file: if that page is the damaged one, the
-// rollback panics in turn and leaves bbolt's writer lock held, and the next write (or
-// Close) waits forever. Tx.Rollback undoes the transaction in memory only.
-//
-// After such a panic the journal takes no more writes: writing on top of a damaged
-// tree could spread the damage. Reopening the journal checks it again.
-func (j *Journal) update(fn func(*bbolt.Tx) error) (err error) {
-	if j.readOnly {
-		return fmt.Errorf("journal %s is open read-only: %w", j.path, berrors.ErrDatabaseReadOnly)
-	}
-	if err := j.brokenErr(); err != nil {
-		return err
-	}
-	var tx *bbolt.Tx
-	defer guard(&err, func(r any) error {
-		if tx != nil {
-			func() {
-				defer func() { _ = recover() }()
-				_ = tx.Rollback()
-			}()
-		}
-		err := j.panicError(r)
-		j.mu.Lock()
-		j.broken = err
-		j.mu.Unlock()
-		return err
-	})()
-	tx, err = j.db.Begin(true)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 // brokenErr is the error that made the journal refuse writes, if any.
 func (j *Journal) brokenErr() error {
 	j.mu.Lock()
@@ -199,6 +156,7 @@ func (j *Journal) Update(id uint64, fn func(*Record) error) (Record, error) {
 		pv       any
 	)
 	err := j.update(func(tx *bbolt.Tx) error {
+		panicked, pv = false, nil // update may run this more than once
 		v := tx.Bucket(bucketRuns).Get(idKey(id))
 		if v == nil {
 			return ErrNotFound
