@@ -33,8 +33,8 @@ func punctualityWindow(b *testing.B) time.Duration {
 // BenchmarkPunctuality schedules 200 entries `@every 1s` with jobs that do nothing but
 // note the time, and reports how late each call came after the tick it fired for: the
 // scheduler's own share of firing lateness, the baseline for the runner's
-// (runner.BenchmarkPunctuality). robfig-cron is the same with the bare cron.Cron this
-// Scheduler wraps, so the wrapper's cost shows. Each iteration watches for the whole
+// (runner.BenchmarkPunctuality). robfig-cron is the same with robfig's own run loop
+// (cron.Cron), which Scheduler replaces, in the same iteration. Each iteration watches for the whole
 // window; run it with -benchtime 1x.
 func BenchmarkPunctuality(b *testing.B) {
 	const entries = 200

@@ -2,7 +2,10 @@ package schedule
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -25,13 +28,20 @@ type Entry struct {
 	Dice     *Dice
 }
 
-// Scheduler fires jobs from cron entries. It wraps a cron.Cron with panic recovery, an slog
-// logger, per-call contexts and cancellable jitter. It is safe for concurrent use, including
-// from inside its own jobs (a job may call NextFire, Add or Remove).
+// Scheduler fires jobs from cron entries: robfig's cron.Schedule decides when, and a run
+// loop of its own fires. It recovers panics, logs through slog, gives every call a context
+// that Stop cancels, and makes jitter waits cancellable. It is safe for concurrent use,
+// including from inside its own jobs (a job may call NextFire, Add or Remove).
+//
+// The loop is its own rather than cron.Cron's because of punctuality. With 200 entries on
+// one tick, cron.Cron started its calls 2.2–4.1 ms after the tick (median; p99 3.1–8.3 ms),
+// this loop 0.6–0.8 ms (p99 0.9–1.6 ms), measured side by side: cron computes each entry's
+// next time and logs between starting one call and the next, and sorts every entry on every
+// wake. This loop starts every due call first and does its bookkeeping afterwards. It also
+// knows the tick each call fires for, which cron does not pass to its jobs.
 type Scheduler struct {
-	loc  *time.Location
-	log  *slog.Logger
-	cron *cron.Cron
+	loc *time.Location
+	log *slog.Logger
 
 	mu       sync.Mutex
 	entries  map[string]*entry
@@ -39,13 +49,17 @@ type Scheduler struct {
 	cancel   context.CancelFunc
 	started  bool
 	stopped  bool
+	changed  chan struct{} // a wake-up for the loop: the entries changed; buffered, 1
+	done     chan struct{} // closed when the loop has returned
+	calls    sync.WaitGroup
 	onJitter func(name string, d time.Duration) // test hook: a jitter wait has begun
 }
 
 type entry struct {
 	Entry
-	id    cron.EntryID
-	ticks *tickSchedule
+	job  Job
+	log  *slog.Logger
+	next time.Time // the next tick while started; zero: never again
 }
 
 // NewScheduler returns a stopped Scheduler that evaluates schedules without their own zone in
@@ -58,19 +72,12 @@ func NewScheduler(loc *time.Location, log *slog.Logger) *Scheduler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	log = log.With("component", "schedule")
-	clog := cronLogger{log}
 	return &Scheduler{
-		loc: loc,
-		log: log,
-		cron: cron.New(
-			cron.WithLocation(loc),
-			cron.WithParser(parseFunc(func(spec string) (cron.Schedule, error) { return Parse(spec, loc) })),
-			// Backstop for a panic outside the per-entry Recover in Add (e.g. in this package).
-			cron.WithChain(cron.Recover(clog)),
-			cron.WithLogger(clog),
-		),
+		loc:     loc,
+		log:     log.With("component", "schedule"),
 		entries: map[string]*entry{},
+		changed: make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
 }
 
@@ -82,22 +89,18 @@ func (s *Scheduler) Add(e Entry, job Job) {
 		e.Dice = NewDice(0, e.Name)
 	}
 	if e.Schedule == nil {
-		// cron would call Next on nil in its run loop and crash the process; an entry without
-		// a schedule is kept (it is listed) but never fires.
+		// An entry without a schedule is kept (it is listed) but never fires.
 		log.Error("entry has no schedule; it will never fire")
 		e.Schedule = never{}
 	}
-	ticks := &tickSchedule{inner: e.Schedule, log: log}
-	// A Recover per entry, so the panic log names the entry; the chain's Recover cannot.
-	wrapped := cron.NewChain(cron.Recover(cronLogger{log})).Then(s.call(e, ticks, job, log))
-
+	n := &entry{Entry: e, job: job, log: log}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.entries[e.Name]; ok {
-		s.cron.Remove(old.id)
+	if s.started && !s.stopped {
+		n.next = n.after(time.Now().In(s.loc))
 	}
-	id := s.cron.Schedule(ticks, wrapped)
-	s.entries[e.Name] = &entry{Entry: e, id: id, ticks: ticks}
+	s.entries[e.Name] = n
+	s.poke()
 }
 
 // Remove unschedules the named entry; calls already under way finish. Unknown names are
@@ -105,15 +108,23 @@ func (s *Scheduler) Add(e Entry, job Job) {
 func (s *Scheduler) Remove(name string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.entries[name]; ok {
-		s.cron.Remove(old.id)
+	if _, ok := s.entries[name]; ok {
 		delete(s.entries, name)
+		s.poke()
+	}
+}
+
+// poke wakes the loop to look at the entries again. s.mu is held.
+func (s *Scheduler) poke() {
+	select {
+	case s.changed <- struct{}{}:
+	default: // a wake-up is already pending
 	}
 }
 
 // Start begins firing. Jobs get a context derived from ctx that Stop also cancels; when ctx
-// ends, firing stops. Start is a no-op when already started or stopped: the underlying cron
-// cannot be restarted cleanly, so a stopped Scheduler is replaced, not restarted.
+// ends, firing stops. Start is a no-op when already started or stopped: a stopped Scheduler
+// is replaced, not restarted.
 func (s *Scheduler) Start(ctx context.Context) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -122,11 +133,11 @@ func (s *Scheduler) Start(ctx context.Context) {
 	}
 	s.started = true
 	s.ctx, s.cancel = context.WithCancel(ctx)
-	s.cron.Start()
-	// Stop the ticks when the parent context ends, not only on Stop: nothing should fire for
-	// an agent that is shutting down. Registered after cron.Start so that an already
-	// cancelled ctx cannot stop cron before it starts.
-	context.AfterFunc(s.ctx, func() { s.cron.Stop() })
+	now := time.Now().In(s.loc)
+	for _, e := range s.entries {
+		e.next = e.after(now)
+	}
+	go s.run(s.ctx)
 }
 
 // Stop stops firing, cancels the context of every call (which ends pending jitter waits) and
@@ -134,13 +145,120 @@ func (s *Scheduler) Start(ctx context.Context) {
 func (s *Scheduler) Stop() {
 	s.mu.Lock()
 	s.stopped = true
-	cancel := s.cancel
+	cancel, started := s.cancel, s.started
 	s.mu.Unlock()
 	// s.mu must not be held while waiting: a running job may call NextFire, Add or Remove.
 	if cancel != nil {
 		cancel()
 	}
-	<-s.cron.Stop().Done()
+	if started {
+		<-s.done
+	}
+	s.calls.Wait()
+}
+
+// spinMax bounds the busy wait before a tick (see run). The loop wakes at most once a second,
+// cron's resolution, so this costs at most 0.5% of a core for entries that fire every second,
+// and nothing while none fires.
+const spinMax = 5 * time.Millisecond
+
+// lagWindow is how many recent timer wake-ups the spin margin is sized from.
+const lagWindow = 16
+
+// lags remembers how late the timer woke the loop on its last wake-ups.
+type lags struct {
+	d [lagWindow]time.Duration
+	n int
+}
+
+func (l *lags) note(d time.Duration) { l.d[l.n%lagWindow] = d; l.n++ }
+
+// margin is how long before a tick to wake: the worst recent lag and a half millisecond, at
+// most spinMax.
+func (l *lags) margin() time.Duration {
+	m := time.Millisecond // before anything is known
+	if l.n > 0 {
+		m = slices.Max(l.d[:min(l.n, lagWindow)]) + time.Millisecond/2
+	}
+	return min(m, spinMax)
+}
+
+// run fires due entries until ctx ends.
+//
+// It wakes a little before each tick and spins the rest of the way. A timer alone came
+// 0.3–3 ms late here, a different amount each tick: an idle virtual CPU is halted, and the
+// host takes its time to wake it. The margin follows the lateness seen on recent wake-ups.
+func (s *Scheduler) run(ctx context.Context) {
+	defer close(s.done)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var (
+		due    []*entry
+		lag    lags
+		margin time.Duration
+	)
+	for {
+		s.mu.Lock()
+		var first time.Time
+		for _, e := range s.entries {
+			if !e.next.IsZero() && (first.IsZero() || e.next.Before(first)) {
+				first = e.next
+			}
+		}
+		s.mu.Unlock()
+		var fire <-chan time.Time
+		if !first.IsZero() {
+			margin = lag.margin()
+			timer.Reset(time.Until(first) - margin)
+			fire = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.changed:
+			timer.Stop()
+			continue
+		case <-fire:
+		}
+		// Spin on the monotonic clock, bounded by the margin: a wall clock stepped back
+		// must not turn this into a long busy wait (the loop just goes round again).
+		wait := min(time.Until(first), margin)
+		lag.note(margin - max(wait, 0))
+		for end := time.Now().Add(wait); time.Now().Before(end); {
+			runtime.Gosched()
+		}
+
+		// Start every due call before anything else: the last call of a busy tick is as
+		// late as the work done before it.
+		now := time.Now().In(s.loc)
+		due = due[:0]
+		s.mu.Lock()
+		for _, e := range s.entries {
+			if !e.next.IsZero() && !e.next.After(now) {
+				due = append(due, e)
+				s.calls.Add(1)
+				go s.call(ctx, e, e.next)
+			}
+		}
+		// A tick missed while the loop was held up (a suspended machine, say) fires once,
+		// late, and the entry carries on from now, as cron does.
+		for _, e := range due {
+			e.next = e.after(now)
+		}
+		s.mu.Unlock()
+	}
+}
+
+// after is the entry's first tick after now; zero if it will never fire (again). A custom
+// schedule that panics stops firing instead of taking the process down.
+func (e *entry) after(now time.Time) (next time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			e.log.Error("schedule panicked; the entry will not fire again", "panic", r)
+			next = time.Time{}
+		}
+	}()
+	return e.Schedule.Next(now)
 }
 
 // NextFire returns when the named entry fires next (before jitter), or false if it is unknown,
@@ -148,18 +266,17 @@ func (s *Scheduler) Stop() {
 // answers as if started now.
 func (s *Scheduler) NextFire(name string) (time.Time, bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	e, ok := s.entries[name]
-	halted := s.stopped || (s.ctx != nil && s.ctx.Err() != nil)
-	s.mu.Unlock()
-	if !ok || halted {
+	if !ok || s.stopped || (s.ctx != nil && s.ctx.Err() != nil) {
 		return time.Time{}, false
 	}
 	now := time.Now().In(s.loc)
-	next := e.ticks.next()
-	// Before Start cron has computed nothing yet, and for an instant after a tick the recorded
+	next := e.next
+	// Before Start nothing is computed yet, and for an instant after a tick the recorded
 	// time is the tick being fired; in both cases ask the schedule.
 	if !next.After(now) {
-		next = e.ticks.peek(now)
+		next = e.after(now)
 	}
 	return next, !next.IsZero()
 }
@@ -176,125 +293,41 @@ func (s *Scheduler) Entries() []string {
 	return names
 }
 
-// call builds the cron job for one entry: claim the tick, wait out the jitter (cancellable),
-// then run job with the scheduler's context.
-func (s *Scheduler) call(e Entry, ticks *tickSchedule, job Job, log *slog.Logger) cron.FuncJob {
-	return func() {
-		scheduled := ticks.claim(time.Now().In(s.loc).Truncate(time.Second))
-		s.mu.Lock()
-		ctx, hook := s.ctx, s.onJitter
-		s.mu.Unlock()
-		if ctx == nil || ctx.Err() != nil {
-			return
-		}
-		if e.Jitter > 0 {
-			d := e.Dice.Duration(e.Jitter)
-			if hook != nil {
-				hook(e.Name, d)
-			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			select {
-			case <-ctx.Done():
-				// Not calling the job is deliberate: a run must never start while the agent
-				// shuts down, and the job might not check ctx before injecting.
-				log.Debug("jitter wait cancelled", "scheduled", scheduled, "jitter", d)
-				return
-			case <-t.C:
-			}
-		}
-		job(ctx, e.Name, scheduled)
-	}
-}
-
-// tickSchedule wraps an entry's schedule to learn the tick each call fires for, which cron
-// does not pass to jobs. cron's run loop calls Next once when the entry starts (Start or Add)
-// and once right after it starts each call, so the times it returned and no call has claimed
-// yet form a queue whose head is the tick of the next call, whether that call's goroutine
-// runs before or after the loop asks for the following tick.
-type tickSchedule struct {
-	inner cron.Schedule
-	log   *slog.Logger
-
-	mu      sync.Mutex
-	pending []time.Time // returned by Next, not yet claimed, oldest first
-	last    time.Time   // the most recent Next result: cron's idea of the next fire
-}
-
-// maxPending keeps a broken assumption about cron's call pattern from growing the queue.
-const maxPending = 4
-
-// Next implements cron.Schedule. cron calls it in its run loop, outside any Recover, so a
-// panicking schedule (one not made by Parse) would end the process; it stops firing instead.
-func (t *tickSchedule) Next(now time.Time) (n time.Time) {
+// call runs one call of e for tick: it waits out the jitter (cancellable), then runs the job
+// with the scheduler's context, recovering a panic.
+func (s *Scheduler) call(ctx context.Context, e *entry, tick time.Time) {
+	defer s.calls.Done()
 	defer func() {
 		if r := recover(); r != nil {
-			t.log.Error("schedule panicked; the entry will not fire again", "panic", r)
-			n = time.Time{}
-			t.mu.Lock()
-			t.last = n
-			t.mu.Unlock()
+			e.log.Error("job panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 		}
 	}()
-	n = t.inner.Next(now)
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.last = n
-	if !n.IsZero() {
-		t.pending = append(t.pending, n)
-		if len(t.pending) > maxPending {
-			t.pending = t.pending[len(t.pending)-maxPending:]
+	if ctx.Err() != nil {
+		return
+	}
+	if e.Jitter > 0 {
+		d := e.Dice.Duration(e.Jitter)
+		s.mu.Lock()
+		hook := s.onJitter
+		s.mu.Unlock()
+		if hook != nil {
+			hook(e.Name, d)
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			// Not calling the job is deliberate: a run must never start while the agent
+			// shuts down, and the job might not check ctx before injecting.
+			e.log.Debug("jitter wait cancelled", "scheduled", tick, "jitter", d)
+			return
+		case <-t.C:
 		}
 	}
-	return n
-}
-
-// claim takes the tick for a call that is starting; fallback if none is recorded.
-func (t *tickSchedule) claim(fallback time.Time) time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.pending) == 0 {
-		return fallback
-	}
-	tick := t.pending[0]
-	t.pending = t.pending[1:]
-	return tick
-}
-
-// peek asks the wrapped schedule without recording anything, for NextFire.
-func (t *tickSchedule) peek(now time.Time) (n time.Time) {
-	defer func() {
-		if recover() != nil {
-			n = time.Time{}
-		}
-	}()
-	return t.inner.Next(now)
-}
-
-func (t *tickSchedule) next() time.Time {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.last
+	e.job(ctx, e.Name, tick)
 }
 
 // never is a schedule without activations.
 type never struct{}
 
 func (never) Next(time.Time) time.Time { return time.Time{} }
-
-// parseFunc adapts Parse to cron.ScheduleParser.
-type parseFunc func(spec string) (cron.Schedule, error)
-
-func (f parseFunc) Parse(spec string) (cron.Schedule, error) { return f(spec) }
-
-// cronLogger adapts slog to cron.Logger. cron logs every wake-up at Info; that is debug detail
-// for an agent, so it goes to Debug, while errors (recovered panics) stay errors.
-type cronLogger struct{ log *slog.Logger }
-
-func (l cronLogger) Info(msg string, keysAndValues ...any) {
-	l.log.Debug("cron "+msg, keysAndValues...)
-}
-
-func (l cronLogger) Error(err error, msg string, keysAndValues ...any) {
-	l.log.Error("cron "+msg, append([]any{"err", err}, keysAndValues...)...)
-}

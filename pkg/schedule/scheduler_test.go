@@ -243,7 +243,7 @@ func TestSchedulerRecoversPanic(t *testing.T) {
 	}
 	s.Stop()
 	out := logs.String()
-	for _, want := range []string{"injected test panic", "entry=boom", "cron panic"} {
+	for _, want := range []string{"injected test panic", "entry=boom", "job panicked"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
@@ -307,57 +307,35 @@ func TestSchedulerStopWithoutStart(t *testing.T) {
 	}
 }
 
-// TestTickSchedule drives tickSchedule the way cron's run loop does, in both orders in which
-// a job's goroutine and the loop's following Next call can happen.
-func TestTickSchedule(t *testing.T) {
-	ts := &tickSchedule{inner: mustParse(t, "* * * * * *", time.UTC), log: slog.New(slog.DiscardHandler)}
-	sec := func(n int) time.Time { return jan1.Add(time.Duration(n) * time.Second) }
-	fallback := sec(-100)
-
-	if got := ts.claim(fallback); !got.Equal(fallback) {
-		t.Fatalf("claim with nothing recorded = %s, want the fallback", got)
-	}
-	ts.Next(sec(0)) // entry starts: next is 1
-	if !ts.next().Equal(sec(1)) {
-		t.Fatalf("next() = %s, want %s", ts.next(), sec(1))
-	}
-	// Tick 1: the job claims before the loop asks for the following tick.
-	if got := ts.claim(fallback); !got.Equal(sec(1)) {
-		t.Fatalf("tick 1 claimed %s", got)
-	}
-	ts.Next(sec(1))
-	// Tick 2: the loop asks for tick 3 before the job claims.
-	ts.Next(sec(2))
-	if got := ts.claim(fallback); !got.Equal(sec(2)) {
-		t.Fatalf("tick 2 claimed %s", got)
-	}
-	if got := ts.claim(fallback); !got.Equal(sec(3)) {
-		t.Fatalf("tick 3 claimed %s", got)
-	}
-	// The queue stays bounded if nothing claims.
-	for i := range 100 {
-		ts.Next(sec(10 + i))
-	}
-	if n := len(ts.pending); n > maxPending {
-		t.Fatalf("%d pending ticks, want at most %d", n, maxPending)
-	}
-}
-
-// panicky is a broken custom schedule; cron calls Next outside any Recover.
+// panicky is a broken custom schedule.
 type panicky struct{}
 
 func (panicky) Next(time.Time) time.Time { panic("broken schedule") }
 
-func TestTickSchedulePanickingInner(t *testing.T) {
+// A schedule that panics stops its entry, logged, and takes nothing else down.
+func TestSchedulerPanickingSchedule(t *testing.T) {
+	t.Parallel()
 	var logs testenv.Buffer
-	ts := &tickSchedule{inner: panicky{}, log: slog.New(slog.NewTextHandler(&logs, nil))}
-	if got := ts.Next(jan1); !got.IsZero() {
-		t.Fatalf("Next = %s, want zero (never again)", got)
+	s := NewScheduler(time.UTC, slog.New(slog.NewTextHandler(&logs, nil)))
+	var rec recorder
+	s.Add(Entry{Name: "broken", Schedule: panicky{}}, rec.job)
+	s.Add(Entry{Name: "tick", Schedule: mustParse(t, "* * * * * *", time.UTC)}, rec.job)
+	if next, ok := s.NextFire("broken"); ok {
+		t.Errorf("NextFire(broken) = %s, want none", next)
+	}
+	s.Start(t.Context())
+	deadline := time.Now().Add(3 * time.Second)
+	for len(rec.of("tick")) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s.Stop()
+	if len(rec.of("tick")) == 0 {
+		t.Error("the healthy entry never fired next to a panicking schedule")
+	}
+	if n := len(rec.of("broken")); n != 0 {
+		t.Errorf("the broken entry fired %d times", n)
 	}
 	if !strings.Contains(logs.String(), "broken schedule") {
-		t.Fatalf("panic not logged: %s", logs.String())
-	}
-	if got := ts.peek(jan1); !got.IsZero() {
-		t.Fatalf("peek = %s, want zero", got)
+		t.Errorf("panic not logged: %s", logs.String())
 	}
 }
