@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"golang.org/x/sys/unix"
 )
 
 // tree writes files (path → content, relative to the fixture root) and returns an Env whose
@@ -201,11 +200,11 @@ func TestPlanCountsMemoryOtherRunsStillFill(t *testing.T) {
 		t.Fatalf("first plan: %v", err)
 	}
 	// A run in this process has mapped 600MiB and touched almost none of it yet.
-	m, err := newMapping(600 * mib)
+	m, err := newMapping(600*mib, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer unix.Munmap(m.mem)
+	defer m.unmap()
 	if !held.add("filling", m) {
 		t.Fatal("add")
 	}

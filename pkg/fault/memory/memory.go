@@ -4,11 +4,13 @@
 //
 // Parameters (exactly one of size and percent):
 //
-//	size:    256MiB     bytes to allocate (fault.Size)
-//	percent: 25%        share of the agent's memory limit: the tightest cgroup limit of its own
+//	size:       256MiB  bytes to allocate (fault.Size)
+//	percent:    25%     share of the agent's memory limit: the tightest cgroup limit of its own
 //	                    cgroup and its ancestors (v2 memory.max, v1 memory.limit_in_bytes), else
 //	                    the host's MemTotal
-//	ramp:    30s        optional: reach the size gradually, like a leak (default 0: at once)
+//	ramp:       30s     optional: reach the size gradually, like a leak (default 0: at once)
+//	huge_pages: false   optional: small pages only (default true: transparent huge pages where
+//	                    the kernel has them, like stress-ng's --vm-madvise hugepage)
 //
 // The memory belongs to the agent process, so it cannot outlive it: an agent that crashes or is
 // OOM-killed has freed it by dying. Revert in another process therefore has nothing to do and
@@ -25,7 +27,6 @@ import (
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"golang.org/x/sys/unix"
 )
 
 func init() { fault.Register("memory", New) }
@@ -35,6 +36,7 @@ type Fault struct {
 	size    fault.Size    // 0 when percent is used
 	percent fault.Percent // 0 when size is used
 	ramp    time.Duration
+	small   bool // huge_pages: false
 	env     fault.Env
 }
 
@@ -47,6 +49,7 @@ type params struct {
 	Size    *fault.Size    `param:"size"`
 	Percent *fault.Percent `param:"percent"`
 	Ramp    *time.Duration `param:"ramp"`
+	Huge    *bool          `param:"huge_pages"`
 }
 
 // New validates params. It reads nothing from the system: the percent is resolved in Plan.
@@ -82,6 +85,9 @@ func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 	if ps.Ramp != nil {
 		f.ramp = *ps.Ramp
 	}
+	if ps.Huge != nil {
+		f.small = !*ps.Huge
+	}
 	return f, nil
 }
 
@@ -93,6 +99,9 @@ func (f *Fault) Describe() string {
 	}
 	if f.ramp > 0 {
 		what += " over " + f.ramp.String()
+	}
+	if f.small {
+		what += ", without huge pages"
 	}
 	return what
 }
@@ -176,22 +185,28 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 	h := fnv.New64a()
 	_, _ = h.Write([]byte(u.Run))
 	seed ^= h.Sum64()
-	m, err := newMapping(u.Bytes)
+	// Not in the plan: Revert unmaps alike whatever the pages' size, and the run's journal
+	// record keeps the parameters.
+	huge := 0
+	if !f.small {
+		huge = hugePageSize(f.env.Sys)
+	}
+	m, err := newMapping(u.Bytes, huge)
 	if err != nil {
 		return nil, fmt.Errorf("memory: map %s: %w", fault.Size(u.Bytes), err)
 	}
 	if !held.add(u.Run, m) {
-		_ = unix.Munmap(m.mem) // fill has not started: nothing else touches it
+		_ = m.unmap() // fill has not started: nothing else touches it
 		return nil, fmt.Errorf("memory: run %s already holds memory", u.Run)
 	}
-	go m.fill(ramp, seed)
+	go m.fill(ramp, newPattern(seed))
 	if ramp > 0 {
-		f.env.Log.Info("memory ramp started", "run", u.Run, "bytes", u.Bytes, "ramp", ramp)
+		f.env.Log.Info("memory ramp started", "run", u.Run, "bytes", u.Bytes, "ramp", ramp, "huge_pages", m.huge)
 		return plan, nil
 	}
 	select {
 	case <-m.done:
-		f.env.Log.Info("memory allocated", "run", u.Run, "bytes", u.Bytes)
+		f.env.Log.Info("memory allocated", "run", u.Run, "bytes", u.Bytes, "huge_pages", m.huge)
 		return plan, nil
 	case <-ctx.Done():
 		if m := held.take(u.Run); m != nil {
