@@ -3,6 +3,7 @@ package disk
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -285,6 +286,48 @@ func TestRevertRefusesImpostors(t *testing.T) {
 				t.Fatalf("directory went from %v to %v; want it untouched", before, after)
 			}
 		})
+	}
+}
+
+// An agent killed between creating the file (without O_TMPFILE) and tagging it leaves an empty,
+// untagged file at the run's name, recorded only by the plan: recovery removes it. Once the
+// undo knows the inode, or the file holds data, an untagged file is refused as before.
+func TestRevertRemovesFileLeftBeforeTagging(t *testing.T) {
+	dir := t.TempDir()
+	f := newFault(t, fault.Params{"path": dir, "size": size})
+	plan, err := f.Plan(t.Context(), "r1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, ".chaoscron-fill-r1")
+	empty := func() {
+		t.Helper()
+		fd, err := unix.Open(file, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = unix.Close(fd)
+	}
+
+	empty()
+	if err := f.Revert(t.Context(), plan); err != nil {
+		t.Fatalf("Revert of the plan with an empty untagged file at its name = %v; want it removed", err)
+	}
+	if exists(t, file) {
+		t.Fatal("the empty file is still there")
+	}
+
+	var u undo
+	if err := json.Unmarshal(plan, &u); err != nil {
+		t.Fatal(err)
+	}
+	empty()
+	u.Ino = 1 // an undo from after tagging: an untagged file at the name is not the fill
+	if err := f.Revert(t.Context(), u.marshal()); !errors.Is(err, ErrNotOurs) {
+		t.Fatalf("Revert with a known inode = %v; want ErrNotOurs", err)
+	}
+	if !exists(t, file) {
+		t.Fatal("an untagged file was removed although the undo named another inode")
 	}
 }
 
