@@ -409,3 +409,45 @@ func TestWritesNeedReadWrite(t *testing.T) {
 		t.Error("SetHalted on a read-only journal succeeded")
 	}
 }
+
+func TestPutReplacesAndKeepsTheIndex(t *testing.T) {
+	j := openTemp(t, Options{})
+	r := newRecord("put")
+	if err := j.Begin(&r); err != nil {
+		t.Fatal(err)
+	}
+	r.Status, r.AppliedAt = Active, t0.Add(2*time.Second)
+	if err := j.Put(&r); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := j.Get(r.ID); err != nil || got.Status != Active || !got.AppliedAt.Equal(r.AppliedAt) {
+		t.Fatalf("after Put: %+v, %v", got, err)
+	}
+	if n, _ := j.OpenCount(); n != 1 {
+		t.Fatalf("open index holds %d runs, want 1", n)
+	}
+	r.Status, r.Cleanup, r.EndedAt = Succeeded, CleanupDone, t0.Add(time.Minute)
+	if err := j.Put(&r); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := j.OpenCount(); n != 0 {
+		t.Fatalf("open index holds %d runs after the run closed, want 0", n)
+	}
+
+	missing := newRecord("never begun")
+	missing.ID = r.ID + 1
+	if err := j.Put(&missing); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Put of a run never begun = %v, want ErrNotFound", err)
+	}
+	if _, err := j.Get(missing.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Put created run %d", missing.ID)
+	}
+	bad := r
+	bad.Cleanup = ""
+	if err := j.Put(&bad); err == nil {
+		t.Fatal("Put took a record without a cleanup state")
+	}
+	if got, _ := j.Get(r.ID); got.Cleanup != CleanupDone {
+		t.Fatalf("refused Put changed the run: cleanup %q", got.Cleanup)
+	}
+}

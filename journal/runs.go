@@ -199,6 +199,31 @@ func (j *Journal) Update(id uint64, fn func(*Record) error) (Record, error) {
 	return out, nil
 }
 
+// Put stores r over the run with its id, with the open index in step with r.Open(), in one
+// fsynced transaction. It is Update for the owner of a live run, who holds the whole record
+// already: it saves decoding the stored one, the larger part of a write's CPU, which adds up
+// when many runs start on the same tick. The run must exist (else ErrNotFound): Put never
+// creates one, so it cannot take an id Begin has yet to hand out.
+func (j *Journal) Put(r *Record) error {
+	if r == nil {
+		return errors.New("put run: nil record")
+	}
+	if err := checkState(r); err != nil {
+		return fmt.Errorf("put run %d: %w", r.ID, err)
+	}
+	rec := *r
+	err := j.update(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketRuns).Get(idKey(rec.ID)) == nil {
+			return ErrNotFound
+		}
+		return put(tx, &rec)
+	})
+	if err != nil {
+		return fmt.Errorf("put run %d: %w", r.ID, err)
+	}
+	return nil
+}
+
 // Get returns run id, or an error wrapping ErrNotFound.
 func (j *Journal) Get(id uint64) (Record, error) {
 	var r Record

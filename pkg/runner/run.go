@@ -97,7 +97,7 @@ func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger str
 		// Inject reverses what it applied; revert the plan as well, since it is idempotent
 		// and a fault that half-failed is exactly what must not be left behind.
 		rerr := r.revert(rctx, e.f, undo)
-		r.finish(log, rn, ftype, func(x *journal.Record) {
+		r.finish(log, ftype, &rec, func(x *journal.Record) {
 			x.Status, x.Error, x.Undo = journal.Failed, err.Error(), undo
 			x.Cleanup = journal.CleanupDone
 			if rerr != nil {
@@ -113,10 +113,9 @@ func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger str
 	r.refreshPlannedEndLocked(ftype)
 	r.mu.Unlock()
 	applied := time.Now()
-	if _, err := r.j.Update(rec.ID, func(x *journal.Record) error {
-		x.Status, x.AppliedAt, x.Undo = journal.Active, applied.UTC(), undo
-		return nil
-	}); err != nil {
+	// rec is this run's own record, and nobody else writes a live run: Put, not Update.
+	rec.Status, rec.AppliedAt, rec.Undo = journal.Active, applied.UTC(), undo
+	if err := r.j.Put(&rec); err != nil {
 		// The fault is in place but the journal cannot follow: take it out again now.
 		r.journalError("active", err)
 		rn.cancel(fmt.Errorf("journal update failed: %w", err))
@@ -135,7 +134,7 @@ func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger str
 		rerr := r.revert(rctx, e.f, undo)
 		r.m.Active.WithLabelValues(ftype).Dec()
 		r.m.Duration.WithLabelValues(ftype).Observe(time.Since(applied).Seconds())
-		r.finish(log, rn, ftype, func(x *journal.Record) {
+		r.finish(log, ftype, &rec, func(x *journal.Record) {
 			x.Status, x.Cleanup = journal.Succeeded, journal.CleanupDone
 			if cause != nil {
 				x.Status, x.Reason = journal.Aborted, cause.Error()
@@ -166,15 +165,12 @@ func (r *Runner) revert(ctx context.Context, f fault.Fault, undo fault.Undo) err
 	return f.Revert(ctx, undo)
 }
 
-// finish records the end of a run and counts it.
-func (r *Runner) finish(log *slog.Logger, rn *run, ftype string, set func(*journal.Record)) {
-	now := time.Now().UTC()
-	rec, err := r.j.Update(rn.id, func(x *journal.Record) error {
-		x.EndedAt = now
-		set(x)
-		return nil
-	})
-	if err != nil {
+// finish records the end of run rec (the run's own record, written by nobody else) and
+// counts it.
+func (r *Runner) finish(log *slog.Logger, ftype string, rec *journal.Record, set func(*journal.Record)) {
+	rec.EndedAt = time.Now().UTC()
+	set(rec)
+	if err := r.j.Put(rec); err != nil {
 		r.journalError("finish", err)
 		return
 	}
