@@ -56,6 +56,7 @@ func (r *Runner) Fire(ctx context.Context, name, trigger string, scheduled time.
 		rctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 		rn = &run{exp: name, ftype: e.cfg.Fault.Type, f: e.f, cancel: cancel, done: make(chan struct{})}
 		r.active[rn] = struct{}{}
+		r.running[name]++
 		r.wg.Add(1)
 		r.mu.Unlock()
 		return r.start(rctx, e, rn, trigger, scheduled, now)
@@ -83,13 +84,7 @@ func (r *Runner) checkLocked(e *experiment, manual bool, now time.Time) *SkipErr
 	if !manual && e.paused {
 		return &SkipError{"paused", "the experiment is paused"}
 	}
-	n := 0
-	for rn := range r.active {
-		if rn.exp == e.cfg.Name {
-			n++
-		}
-	}
-	if n > 0 && e.cfg.Concurrency != "allow" {
+	if r.running[e.cfg.Name] > 0 && e.cfg.Concurrency != "allow" {
 		return &SkipError{"concurrency", "a run of this experiment is still active (concurrency: forbid)"}
 	}
 	if max := r.cfg.Agent.MaxActive; max > 0 && len(r.active) >= max {

@@ -20,7 +20,10 @@ func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger str
 	release := func() {
 		r.mu.Lock()
 		delete(r.active, rn)
-		r.refreshPlannedEndLocked(rn.ftype)
+		if r.running[rn.exp]--; r.running[rn.exp] <= 0 {
+			delete(r.running, rn.exp)
+		}
+		r.dropEndLocked(rn)
 		r.mu.Unlock()
 		rn.cancel(nil)
 		close(rn.done)
@@ -110,7 +113,7 @@ func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger str
 	}
 	r.mu.Lock()
 	rn.undo, rn.end = undo, rec.PlannedEnd
-	r.refreshPlannedEndLocked(ftype)
+	r.addEndLocked(rn)
 	r.mu.Unlock()
 	applied := time.Now()
 	// rec is this run's own record, and nobody else writes a live run: Put, not Update.

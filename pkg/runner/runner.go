@@ -64,6 +64,8 @@ type Runner struct {
 	cal      *schedule.Calendar
 	exps     map[string]*experiment
 	active   map[*run]struct{} // runs between reservation and recorded revert
+	running  map[string]int    // of those, per experiment name
+	ends     map[string]*ends  // of those in place, per fault type, by planned end
 	halted   bool
 	draining bool // shutting down: nothing new starts
 	wg       sync.WaitGroup
@@ -86,25 +88,9 @@ type run struct {
 	f      fault.Fault
 	undo   fault.Undo
 	end    time.Time // planned end, set once the fault is in place
+	endAt  int       // 1 + its index in r.ends[ftype]; 0: not there
 	cancel context.CancelCauseFunc
 	done   chan struct{}
-}
-
-// refreshPlannedEndLocked sets the earliest planned end among ftype's faults in place, or 0
-// when none is. An alert on "now is well past it" is exact per run, which a gauge of active
-// faults is not: two overlapping runs look like one long fault. r.mu is held.
-func (r *Runner) refreshPlannedEndLocked(ftype string) {
-	var min time.Time
-	for rn := range r.active {
-		if rn.ftype == ftype && !rn.end.IsZero() && (min.IsZero() || rn.end.Before(min)) {
-			min = rn.end
-		}
-	}
-	v := 0.0
-	if !min.IsZero() {
-		v = float64(min.UnixNano()) / 1e9
-	}
-	r.m.PlannedEnd.WithLabelValues(ftype).Set(v)
 }
 
 // New validates that every experiment's fault can be built and returns a Runner. It does not
@@ -121,12 +107,14 @@ func New(opt Options) (*Runner, error) {
 	}
 	opt.Env = opt.Env.WithDefaults()
 	r := &Runner{
-		j:      opt.Journal,
-		m:      opt.Metrics,
-		log:    opt.Log,
-		env:    opt.Env,
-		agent:  opt.Agent,
-		active: map[*run]struct{}{},
+		j:       opt.Journal,
+		m:       opt.Metrics,
+		log:     opt.Log,
+		env:     opt.Env,
+		agent:   opt.Agent,
+		active:  map[*run]struct{}{},
+		running: map[string]int{},
+		ends:    map[string]*ends{},
 	}
 	if err := r.load(opt.Config); err != nil {
 		return nil, err
