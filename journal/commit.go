@@ -147,9 +147,14 @@ func (j *Journal) commit(fn func(*bbolt.Tx) error) (err error) {
 	if err != nil {
 		return err
 	}
+	j.txOpen = 0 // only the writer touches it, and there is one at a time
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	j.openN.Add(int64(j.txOpen))
+	return nil
 }

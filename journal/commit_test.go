@@ -167,6 +167,12 @@ func TestFailedWriteInBatchLeavesOthersCommitted(t *testing.T) {
 	if r, err := j.Get(first.ID); err != nil || r.Experiment != "first" {
 		t.Errorf("run changed by writes that failed: %q, %v", r.Experiment, err)
 	}
+	// The open count is kept by commits, not read from the file: the rolled-back batch
+	// must not have counted.
+	open, err := j.OpenRuns()
+	if n, _ := j.OpenCount(); err != nil || n != 2 || len(open) != 2 {
+		t.Errorf("OpenCount = %d, open index holds %d (%v); want 2 and 2", n, len(open), err)
+	}
 }
 
 // A flood of writes larger than one batch still gets every write committed, in batches.

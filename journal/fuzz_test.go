@@ -35,7 +35,7 @@ func smallJournal(t testing.TB) []byte {
 			if err := tx.Bucket(bucketRuns).SetSequence(r.ID); err != nil {
 				return err
 			}
-			if err := put(tx, &r); err != nil {
+			if _, err := put(tx, &r); err != nil {
 				return err
 			}
 		}

@@ -81,7 +81,7 @@ func bulkLoad(t testing.TB, j *Journal, n, openEvery int, at func(i int) time.Ti
 					return err
 				}
 				r.ID = id
-				if err := put(tx, &r); err != nil {
+				if _, err := put(tx, &r); err != nil {
 					return err
 				}
 			}
@@ -90,6 +90,10 @@ func bulkLoad(t testing.TB, j *Journal, n, openEvery int, at func(i int) time.Ti
 		if err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Written past commit, so the open count is read from the file again.
+	if err := j.count(); err != nil {
+		t.Fatal(err)
 	}
 }
 

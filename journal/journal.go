@@ -16,6 +16,7 @@ import (
 	"io/fs"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +70,9 @@ type Journal struct {
 
 	w writer // writes waiting for a commit; see update
 
+	openN  atomic.Int64 // size of the open index as committed; see OpenCount
+	txOpen int          // its change in the transaction being committed; see commit
+
 	mu      sync.Mutex
 	broken  error // set when a write found the file damaged; see update
 	damaged bool  // set when any transaction found the file damaged
@@ -120,7 +124,12 @@ func Open(path string, opt Options) (*Journal, error) {
 		return nil, err
 	}
 	if opt.ReadOnly {
-		return &Journal{db: ro, path: path, readOnly: true, file: roFile}, nil
+		j := &Journal{db: ro, path: path, readOnly: true, file: roFile}
+		if err := j.count(); err != nil {
+			_ = ro.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
+		return j, nil
 	}
 	roInfo, statErr := roFile.Stat()
 	if err := ro.Close(); err != nil {
@@ -150,6 +159,10 @@ func Open(path string, opt Options) (*Journal, error) {
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	j := &Journal{db: rw, path: path, file: rwFile}
+	if err := j.count(); err != nil {
+		_ = rw.Close()
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
 	j.removeStaleTemps()
 	return j, nil
 }
