@@ -230,12 +230,11 @@ func (j *Journal) Put(r *Record) error {
 	if err := checkState(r); err != nil {
 		return fmt.Errorf("put run %d: %w", r.ID, err)
 	}
-	rec := *r
 	err := j.update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketRuns).Get(idKey(rec.ID)) == nil {
+		if tx.Bucket(bucketRuns).Get(idKey(r.ID)) == nil {
 			return ErrNotFound
 		}
-		return j.put(tx, &rec)
+		return j.put(tx, r)
 	})
 	if err != nil {
 		return fmt.Errorf("put run %d: %w", r.ID, err)

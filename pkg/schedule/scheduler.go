@@ -171,7 +171,15 @@ type lags struct {
 	n int
 }
 
-func (l *lags) note(d time.Duration) { l.d[l.n%lagWindow] = d; l.n++ }
+// woke notes a wake-up margin before a tick that was until away (negative: the timer came
+// after the tick) and returns how long to spin until the tick. The lag is what the timer
+// was late by, whether or not it overshot the tick: a clamped figure could never let the
+// margin grow past the lateness it already covers.
+func (l *lags) woke(margin, until time.Duration) (spin time.Duration) {
+	l.d[l.n%lagWindow] = margin - until
+	l.n++
+	return min(max(until, 0), margin)
+}
 
 // margin is how long before a tick to wake: the worst recent lag and a half millisecond, at
 // most spinMax.
@@ -222,8 +230,7 @@ func (s *Scheduler) run(ctx context.Context) {
 		}
 		// Spin on the monotonic clock, bounded by the margin: a wall clock stepped back
 		// must not turn this into a long busy wait (the loop just goes round again).
-		wait := min(time.Until(first), margin)
-		lag.note(margin - max(wait, 0))
+		wait := lag.woke(margin, time.Until(first))
 		for end := time.Now().Add(wait); time.Now().Before(end); {
 			runtime.Gosched()
 		}

@@ -339,3 +339,35 @@ func TestSchedulerPanickingSchedule(t *testing.T) {
 		t.Errorf("panic not logged: %s", logs.String())
 	}
 }
+
+// The spin margin grows to cover a timer that came after the tick, and shrinks back as
+// the late wake-up leaves the window; it never exceeds spinMax.
+func TestLagsMargin(t *testing.T) {
+	var l lags
+	ms := time.Millisecond
+	if m := l.margin(); m != ms {
+		t.Fatalf("first margin %v, want 1ms", m)
+	}
+	if spin := l.woke(ms, -2*ms); spin != 0 { // woke 3 ms late: 2 ms after the tick
+		t.Fatalf("spin %v after overshooting the tick, want 0", spin)
+	}
+	if m := l.margin(); m != 3*ms+ms/2 {
+		t.Fatalf("margin after a 3 ms lag = %v, want 3.5ms", m)
+	}
+	if spin := l.woke(3*ms+ms/2, 3*ms); spin != 3*ms {
+		t.Fatalf("spin %v, want the 3 ms left to the tick", spin)
+	}
+	if spin := l.woke(ms, 5*ms); spin != ms { // a wall clock stepped back: never spin past the margin
+		t.Fatalf("spin %v, want at most the margin", spin)
+	}
+	l.woke(ms, -time.Second)
+	if m := l.margin(); m != spinMax {
+		t.Fatalf("margin %v after a 1 s lag, want spinMax", m)
+	}
+	for range lagWindow {
+		l.woke(ms, ms-ms/10) // 0.1 ms late
+	}
+	if m := l.margin(); m != ms/10+ms/2 {
+		t.Fatalf("margin %v once late wake-ups left the window, want 0.6ms", m)
+	}
+}
