@@ -36,35 +36,72 @@ var ErrUnknown = errors.New("no such experiment")
 // reason it failed. Manual triggers (fire, api) skip the window and probability checks: a
 // person asked for this run. They still honour halt and blackouts, which are safety rules.
 func (r *Runner) Fire(ctx context.Context, name, trigger string, scheduled time.Time) (uint64, error) {
+	a, err := r.decide(ctx, name, trigger, scheduled)
+	if err != nil {
+		return 0, err
+	}
+	return r.carry(a)
+}
+
+// attempt is a fire that has been through its checks: either skipped, or with its slot
+// reserved (rn is in r.active and counted in r.running and r.wg) and its run context made.
+type attempt struct {
+	e         *experiment
+	trigger   string
+	scheduled time.Time
+	now       time.Time // when the fire started: the run's started_at
+
+	skip   *SkipError
+	record bool // journal the skip (journal.record_skips)
+
+	rn  *run
+	ctx context.Context // the run's own, cancelled by halt, abort_if or shutdown
+}
+
+// decide takes the fire's time and runs the checks, reserving a slot if they pass. It never
+// blocks on I/O: the scheduler calls it on its own goroutine for every due experiment in
+// turn, so that each fire of a busy tick starts when its turn in this loop comes rather than
+// when the Go scheduler gets round to a goroutine of its own.
+func (r *Runner) decide(ctx context.Context, name, trigger string, scheduled time.Time) (attempt, error) {
 	now := time.Now()
 	if scheduled.IsZero() {
 		scheduled = now
 	}
-	manual := trigger != TriggerSchedule
-
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	e, ok := r.exps[name]
 	if !ok {
-		r.mu.Unlock()
-		return 0, fmt.Errorf("fire %s: %w", name, ErrUnknown)
+		return attempt{}, fmt.Errorf("fire %s: %w", name, ErrUnknown)
 	}
-	skip := r.checkLocked(e, manual, now)
-	var rn *run
-	if skip == nil {
-		// Reserve the slot before the journal write, so two fires racing for the last
-		// max_active slot cannot both pass the check.
-		rctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
-		rn = &run{exp: name, ftype: e.cfg.Fault.Type, f: e.f, cancel: cancel, done: make(chan struct{})}
-		r.active[rn] = struct{}{}
-		r.running[name]++
-		r.wg.Add(1)
-		r.mu.Unlock()
-		return r.start(rctx, e, rn, trigger, scheduled, now)
+	a := attempt{e: e, trigger: trigger, scheduled: scheduled, now: now}
+	if a.skip = r.checkLocked(e, trigger != TriggerSchedule, now); a.skip != nil {
+		a.record = r.cfg.Journal.RecordSkips
+		r.m.Injections.WithLabelValues(e.cfg.Fault.Type, metrics.Skipped).Inc()
+		r.m.Skips.WithLabelValues(e.cfg.Name, a.skip.Reason).Inc()
+		r.log.Debug("skipped", "experiment", e.cfg.Name, "reason", a.skip.Reason, "detail", a.skip.Detail)
+		return a, nil
 	}
-	recordSkips := r.cfg.Journal.RecordSkips
-	r.mu.Unlock()
-	r.skip(e, trigger, scheduled, now, skip, recordSkips)
-	return 0, skip
+	// Reserve the slot before the journal write, so two fires racing for the last
+	// max_active slot cannot both pass the check.
+	var cancel context.CancelCauseFunc
+	a.ctx, cancel = context.WithCancelCause(context.WithoutCancel(ctx))
+	a.rn = &run{exp: name, ftype: e.cfg.Fault.Type, f: e.f, cancel: cancel, done: make(chan struct{})}
+	r.active[a.rn] = struct{}{}
+	r.running[name]++
+	r.wg.Add(1)
+	return a, nil
+}
+
+// carry does what a decided attempt needs: journals the skip, or takes the run through
+// intent and inject (start). It returns as Fire does.
+func (r *Runner) carry(a attempt) (uint64, error) {
+	if a.skip != nil {
+		if a.record {
+			r.recordSkip(a.e, a.trigger, a.scheduled, a.now, a.skip)
+		}
+		return 0, a.skip
+	}
+	return r.start(a)
 }
 
 // checkLocked applies the checks in the design's order. r.mu is held.
@@ -96,13 +133,16 @@ func (r *Runner) checkLocked(e *experiment, manual bool, now time.Time) *SkipErr
 	return nil
 }
 
-func (r *Runner) skip(e *experiment, trigger string, scheduled, now time.Time, s *SkipError, record bool) {
+// skip counts a skip found after the checks (a plan with no target) and journals it.
+func (r *Runner) skip(e *experiment, trigger string, scheduled, now time.Time, s *SkipError) {
 	r.m.Injections.WithLabelValues(e.cfg.Fault.Type, metrics.Skipped).Inc()
 	r.m.Skips.WithLabelValues(e.cfg.Name, s.Reason).Inc()
 	r.log.Debug("skipped", "experiment", e.cfg.Name, "reason", s.Reason, "detail", s.Detail)
-	if !record {
-		return
-	}
+	r.recordSkip(e, trigger, scheduled, now, s)
+}
+
+// recordSkip journals a skip as a closed run.
+func (r *Runner) recordSkip(e *experiment, trigger string, scheduled, now time.Time, s *SkipError) {
 	rec := r.record(e, trigger, scheduled, now)
 	rec.Status, rec.Cleanup, rec.Reason, rec.EndedAt = journal.Skipped, journal.CleanupNone, s.Detail, now
 	if err := r.j.Begin(&rec); err != nil {

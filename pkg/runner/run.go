@@ -13,8 +13,9 @@ import (
 )
 
 // start takes a reserved run through plan → intent → inject, then leaves hold and revert to a
-// goroutine. rn is already in r.active and counted in r.wg; every path out releases both.
-func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger string, scheduled, now time.Time) (uint64, error) {
+// goroutine. a.rn is already in r.active and counted in r.wg; every path out releases both.
+func (r *Runner) start(a attempt) (uint64, error) {
+	e, rn, rctx, trigger, scheduled, now := a.e, a.rn, a.ctx, a.trigger, a.scheduled, a.now
 	ftype := e.cfg.Fault.Type
 	log := r.log.With("experiment", e.cfg.Name, "fault", ftype)
 	release := func() {
@@ -45,7 +46,7 @@ func (r *Runner) start(rctx context.Context, e *experiment, rn *run, trigger str
 		release()
 		if errors.Is(err, fault.ErrSkip) {
 			s := &SkipError{"no_target", err.Error()}
-			r.skip(e, trigger, scheduled, now, s, true)
+			r.skip(e, trigger, scheduled, now, s)
 			return 0, s
 		}
 		// Nothing was changed: record the failure as a closed run.

@@ -432,3 +432,51 @@ func mustList(t *testing.T, j *journal.Journal) []journal.Record {
 	}
 	return recs
 }
+
+// Scheduled fires take the scheduler's inline path (decide on its loop, the rest in a
+// goroutine): runs and recorded skips both reach the journal, with the tick they fired for,
+// and Shutdown waits for their writes.
+func TestScheduledFires(t *testing.T) {
+	f := newFixture(t, `
+agent: {listen: "off"}
+journal: {record_skips: true}
+experiments:
+  - {name: fires, schedule: "* * * * * *", duration: 1ms, fault: {type: disk, path: DIR, size: 1KiB, reserve: 1MiB}}
+  - {name: quiet, schedule: "* * * * * *", duration: 1ms, fault: {type: disk, path: DIR, size: 1KiB, reserve: 1MiB}}
+`)
+	if err := f.r.SetPaused("quiet", true); err != nil {
+		t.Fatal(err)
+	}
+	f.r.Start(t.Context())
+	time.Sleep(2200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := f.r.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, rec := range mustList(t, f.j) {
+		got[rec.Experiment+" "+string(rec.Status)]++
+		if rec.Trigger != TriggerSchedule || !rec.ScheduledAt.Equal(rec.ScheduledAt.Truncate(time.Second)) ||
+			rec.StartedAt.Before(rec.ScheduledAt) {
+			t.Errorf("run %d: trigger %s, scheduled %s, started %s; want a schedule fire for a whole second, started after it",
+				rec.ID, rec.Trigger, rec.ScheduledAt, rec.StartedAt)
+		}
+		switch rec.Experiment {
+		case "fires":
+			if rec.Status != journal.Succeeded || rec.Cleanup != journal.CleanupDone {
+				t.Errorf("run %d of fires: %s, cleanup %s", rec.ID, rec.Status, rec.Cleanup)
+			}
+		case "quiet":
+			if rec.Status != journal.Skipped || rec.Reason != "the experiment is paused" {
+				t.Errorf("run %d of quiet: %s (%s)", rec.ID, rec.Status, rec.Reason)
+			}
+		}
+	}
+	if got["fires succeeded"] < 2 || got["quiet skipped"] < 2 {
+		t.Fatalf("runs by experiment and status after 2.2 s of ticks: %v", got)
+	}
+	if len(f.fills()) != 0 {
+		t.Fatalf("fill files left: %v", f.fills())
+	}
+}

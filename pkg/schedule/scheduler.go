@@ -21,11 +21,17 @@ type Job func(ctx context.Context, name string, scheduled time.Time)
 
 // Entry is one named, scheduled job. Jitter delays each call by a random duration in
 // [0, Jitter) drawn from Dice (a fresh random Dice if nil).
+//
+// Inline says the job returns at once, handing any slow work to a goroutine of its own, so
+// the loop calls it itself, in turn with the tick's other inline jobs, instead of starting a
+// goroutine for the call. A job that blocks then holds up every entry. Calls with jitter
+// still get their own goroutine, which waits the jitter out.
 type Entry struct {
 	Name     string
 	Schedule cron.Schedule
 	Jitter   time.Duration
 	Dice     *Dice
+	Inline   bool
 }
 
 // Scheduler fires jobs from cron entries: robfig's cron.Schedule decides when, and a run
@@ -202,6 +208,7 @@ func (s *Scheduler) run(ctx context.Context) {
 	defer timer.Stop()
 	var (
 		due    []*entry
+		inline []dueCall
 		lag    lags
 		margin time.Duration
 	)
@@ -238,21 +245,53 @@ func (s *Scheduler) run(ctx context.Context) {
 		// Start every due call before anything else: the last call of a busy tick is as
 		// late as the work done before it.
 		now := time.Now().In(s.loc)
-		due = due[:0]
+		due, inline = due[:0], inline[:0]
 		s.mu.Lock()
 		for _, e := range s.entries {
 			if !e.next.IsZero() && !e.next.After(now) {
 				due = append(due, e)
 				s.calls.Add(1)
-				go s.call(ctx, e, e.next)
+				if e.Inline && e.Jitter <= 0 {
+					inline = append(inline, dueCall{e, e.next})
+				} else {
+					go s.call(ctx, e, e.next)
+				}
 			}
+		}
+		s.mu.Unlock()
+		// Outside s.mu: a job may call NextFire, Add or Remove.
+		for _, c := range inline {
+			s.callInline(ctx, c.e, c.tick)
 		}
 		// A tick missed while the loop was held up (a suspended machine, say) fires once,
 		// late, and the entry carries on from now, as cron does.
+		s.mu.Lock()
 		for _, e := range due {
 			e.next = e.after(now)
 		}
 		s.mu.Unlock()
+	}
+}
+
+// dueCall is one due call of an entry, for its tick.
+type dueCall struct {
+	e    *entry
+	tick time.Time
+}
+
+// callInline runs an inline job on the loop, recovering a panic.
+func (s *Scheduler) callInline(ctx context.Context, e *entry, tick time.Time) {
+	defer s.calls.Done()
+	defer e.recoverJob()
+	if ctx.Err() == nil {
+		e.job(ctx, e.Name, tick)
+	}
+}
+
+// recoverJob logs a job's panic instead of letting it end the process. Deferred.
+func (e *entry) recoverJob() {
+	if r := recover(); r != nil {
+		e.log.Error("job panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 	}
 }
 
@@ -304,11 +343,7 @@ func (s *Scheduler) Entries() []string {
 // with the scheduler's context, recovering a panic.
 func (s *Scheduler) call(ctx context.Context, e *entry, tick time.Time) {
 	defer s.calls.Done()
-	defer func() {
-		if r := recover(); r != nil {
-			e.log.Error("job panicked", "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-		}
-	}()
+	defer e.recoverJob()
 	if ctx.Err() != nil {
 		return
 	}

@@ -218,35 +218,88 @@ func TestSchedulerParentContextEnds(t *testing.T) {
 
 func TestSchedulerRecoversPanic(t *testing.T) {
 	t.Parallel()
-	var logs testenv.Buffer
-	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
-	s := NewScheduler(time.UTC, log)
+	for _, inline := range []bool{false, true} {
+		t.Run(map[bool]string{false: "goroutine", true: "inline"}[inline], func(t *testing.T) {
+			t.Parallel()
+			var logs testenv.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelError}))
+			s := NewScheduler(time.UTC, log)
+			var (
+				mu    sync.Mutex
+				calls int
+			)
+			twice := make(chan struct{})
+			s.Add(Entry{Name: "boom", Schedule: mustParse(t, "* * * * * *", time.UTC), Inline: inline}, func(context.Context, string, time.Time) {
+				mu.Lock()
+				calls++
+				if calls == 2 {
+					close(twice)
+				}
+				mu.Unlock()
+				panic("injected test panic")
+			})
+			s.Start(t.Context())
+			select {
+			case <-twice: // the process survived the first panic and the entry keeps firing
+			case <-time.After(3500 * time.Millisecond):
+				t.Error("panicking job was not called a second time within 3.5 s")
+			}
+			s.Stop()
+			out := logs.String()
+			for _, want := range []string{"injected test panic", "entry=boom", "job panicked"} {
+				if !strings.Contains(out, want) {
+					t.Errorf("log lacks %q:\n%s", want, out)
+				}
+			}
+		})
+	}
+}
+
+// Inline jobs are called by the loop itself, one after another and outside the scheduler's
+// lock; other jobs each get a goroutine.
+func TestSchedulerInline(t *testing.T) {
+	t.Parallel()
+	every := mustParse(t, "* * * * * *", time.UTC)
+	s := NewScheduler(time.UTC, nil)
 	var (
-		mu    sync.Mutex
-		calls int
+		mu               sync.Mutex
+		inflight, most   int
+		inlineN, spawned int
 	)
-	twice := make(chan struct{})
-	s.Add(Entry{Name: "boom", Schedule: mustParse(t, "* * * * * *", time.UTC)}, func(context.Context, string, time.Time) {
-		mu.Lock()
-		calls++
-		if calls == 2 {
-			close(twice)
+	const hold = 30 * time.Millisecond
+	job := func(_ context.Context, name string, _ time.Time) {
+		if _, ok := s.NextFire(name); !ok { // would deadlock if called under s.mu
+			t.Errorf("NextFire(%s) from its own job: none", name)
 		}
+		mu.Lock()
+		inlineN++
+		inflight++
+		most = max(most, inflight)
 		mu.Unlock()
-		panic("injected test panic")
+		time.Sleep(hold)
+		mu.Lock()
+		inflight--
+		mu.Unlock()
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		s.Add(Entry{Name: name, Schedule: every, Inline: true}, job)
+	}
+	s.Add(Entry{Name: "own", Schedule: every}, func(context.Context, string, time.Time) {
+		mu.Lock()
+		spawned++
+		mu.Unlock()
+		time.Sleep(10 * hold) // a goroutine's call does not hold up the loop
 	})
 	s.Start(t.Context())
-	select {
-	case <-twice: // the process survived the first panic and the entry keeps firing
-	case <-time.After(3500 * time.Millisecond):
-		t.Error("panicking job was not called a second time within 3.5 s")
-	}
+	time.Sleep(2500 * time.Millisecond)
 	s.Stop()
-	out := logs.String()
-	for _, want := range []string{"injected test panic", "entry=boom", "job panicked"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("log lacks %q:\n%s", want, out)
-		}
+	mu.Lock()
+	defer mu.Unlock()
+	if inlineN < 6 || spawned < 2 {
+		t.Fatalf("calls: %d inline, %d own; want at least 6 and 2 in 2.5 s", inlineN, spawned)
+	}
+	if most != 1 {
+		t.Errorf("inline jobs overlapped (%d at once); want them called in turn", most)
 	}
 }
 
