@@ -57,7 +57,13 @@ func checkState(r *Record) error {
 // transaction, so that the record and the index can never disagree on disk. It returns
 // how the index's size changed (-1, 0 or 1).
 func put(tx *bbolt.Tx, r *Record) (opened int, err error) {
-	v, err := json.Marshal(r)
+	return putOpen(tx, r, tx.Bucket(bucketOpen).Get(idKey(r.ID)) != nil)
+}
+
+// putOpen is put for a caller that knows whether run r is in the open index now (had),
+// which saves a look-up in a write that makes several.
+func putOpen(tx *bbolt.Tx, r *Record, had bool) (opened int, err error) {
+	v, err := encode(r)
 	if err != nil {
 		return 0, fmt.Errorf("encode run %d: %w", r.ID, err)
 	}
@@ -72,7 +78,6 @@ func put(tx *bbolt.Tx, r *Record) (opened int, err error) {
 		return 0, err
 	}
 	open := tx.Bucket(bucketOpen)
-	had := open.Get(k) != nil
 	if r.Open() {
 		// Never an empty value: bbolt cursors mark a nested bucket with a nil value, and
 		// no reader should have to tell the two apart.
@@ -94,6 +99,13 @@ func put(tx *bbolt.Tx, r *Record) (opened int, err error) {
 // index towards the transaction in progress (see commit).
 func (j *Journal) put(tx *bbolt.Tx, r *Record) error {
 	d, err := put(tx, r)
+	j.txOpen += d
+	return err
+}
+
+// putOpen is j.put for a caller that knows whether r is in the open index (see putOpen).
+func (j *Journal) putOpen(tx *bbolt.Tx, r *Record, had bool) error {
+	d, err := putOpen(tx, r, had)
 	j.txOpen += d
 	return err
 }
@@ -145,7 +157,8 @@ func (j *Journal) Begin(r *Record) error {
 		}
 		rec := *r
 		rec.ID = seq
-		if err := j.put(tx, &rec); err != nil {
+		// Not in the open index either: Open checked that it names only recorded runs.
+		if err := j.putOpen(tx, &rec, false); err != nil {
 			return err
 		}
 		id = seq
@@ -231,10 +244,14 @@ func (j *Journal) Put(r *Record) error {
 		return fmt.Errorf("put run %d: %w", r.ID, err)
 	}
 	err := j.update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketRuns).Get(idKey(r.ID)) == nil {
+		// A live run is in the open index, and the index names only recorded runs: only a
+		// run that is not open needs the look-up of its record.
+		k := idKey(r.ID)
+		had := tx.Bucket(bucketOpen).Get(k) != nil
+		if !had && tx.Bucket(bucketRuns).Get(k) == nil {
 			return ErrNotFound
 		}
-		return j.put(tx, r)
+		return j.putOpen(tx, r, had)
 	})
 	if err != nil {
 		return fmt.Errorf("put run %d: %w", r.ID, err)
