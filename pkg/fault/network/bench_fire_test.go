@@ -1,0 +1,157 @@
+package network
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chaoscron/chaoscron/journal"
+	agentconfig "github.com/chaoscron/chaoscron/pkg/config"
+	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/runner"
+)
+
+// BenchmarkFireToApplied measures a fire of the network fault until it is in place: from the
+// start of Fire (the run's started_at) until Inject returned (its applied_at), both read back
+// from the journal. That covers the runner's checks, the intent committed and fsynced, Plan
+// (namespace, links and root qdiscs read over rtnetlink) and Inject (prio, pfifo and netem
+// added on a veth in a namespace of its own; no u32 filter, as there is no agent port to keep
+// out). The run lasts 1ms; its revert and record happen before the next iteration, untimed.
+//
+// In turns with it, it times what a script would run instead, with iproute2's tc in the same
+// namespace (removed again untimed):
+//   - tc-p50-ms: `tc qdisc add dev cc-a root netem delay 100ms`, the one-liner; ratio is
+//     p50-ms over this;
+//   - tc3-p50-ms: the three qdiscs the fault builds, one tc each.
+//
+// It needs sch_netem, so it runs in the VM, started there by BenchmarkVMFireToApplied. In the
+// VM the journal is on tmpfs, where fsync costs nothing: pkg/runner's BenchmarkFireToApplied
+// measures the journal on a real disk.
+func BenchmarkFireToApplied(b *testing.B) {
+	requireNetns(b)
+	ns := newNS(b)
+	ns.innerPair(b, "cc-a", "cc-b")
+	name := fmt.Sprintf("chaoscron-fire-%d", os.Getpid())
+	sh(b, fmt.Sprintf("$IP netns attach %s %d", name, ns.PID))
+	b.Cleanup(func() { _, _ = shErr(b, "", "$IP netns delete "+name) })
+
+	tcBin := iproute(b, "tc")
+	tcDo := func(args string) error {
+		full := append([]string{"-n", name}, strings.Fields(args)...)
+		if out, err := exec.Command(tcBin, full...).CombinedOutput(); err != nil {
+			return fmt.Errorf("tc %s: %w: %s", strings.Join(full, " "), err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	tcTimed := func(scripts ...string) time.Duration {
+		b.Helper()
+		start := time.Now()
+		for _, s := range scripts {
+			if err := tcDo(s); err != nil {
+				b.Fatal(err)
+			}
+		}
+		d := time.Since(start)
+		if err := tcDo("qdisc del dev cc-a root"); err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	netem := "qdisc add dev cc-a root netem delay 100ms"
+	same := []string{
+		"qdisc add dev cc-a root handle c4a0: prio bands 2 priomap 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
+		"qdisc add dev cc-a parent c4a0:1 handle c4a2: pfifo limit 1000",
+		"qdisc add dev cc-a parent c4a0:2 handle c4a1: netem limit 1000 delay 100ms",
+	}
+	if err := tcDo(netem); err != nil {
+		if inVM() {
+			b.Fatal(err)
+		}
+		b.Skipf("no netem in this kernel (%v): BenchmarkVMFireToApplied runs this in the VM", err)
+	}
+	if err := tcDo("qdisc del dev cc-a root"); err != nil {
+		b.Fatal(err)
+	}
+
+	yaml := fmt.Sprintf(`agent: {listen: "off"}
+experiments:
+  - {name: lat, schedule: "@every 1h", duration: 1ms, fault: {type: network, netns: %q, interfaces: [cc-a], delay: 100ms}}
+`, ns.Path)
+	r, j := fireRunner(b, yaml, filepath.Join(b.TempDir(), "journal.db"))
+
+	var ours, alone, three []time.Duration
+	for b.Loop() {
+		id, err := r.Fire(b.Context(), "lat", runner.TriggerFire, time.Time{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Wait()
+		rec, err := j.Get(id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if rec.Status != journal.Succeeded || rec.Cleanup != journal.CleanupDone || rec.AppliedAt.IsZero() {
+			b.Fatalf("run %d: status %s, cleanup %s, applied at %s: %s", id, rec.Status, rec.Cleanup, rec.AppliedAt, rec.Error)
+		}
+		ours = append(ours, rec.AppliedAt.Sub(rec.StartedAt))
+		alone = append(alone, tcTimed(netem))
+		three = append(three, tcTimed(same...))
+	}
+	if out := ns.qdiscs(b, "cc-a"); strings.Contains(out, "netem") || strings.Contains(out, "c4a0:") {
+		b.Errorf("a qdisc was left on cc-a:\n%s", out)
+	}
+	b.ReportMetric(msOf(quantile(ours, 50)), "p50-ms")
+	b.ReportMetric(msOf(quantile(ours, 99)), "p99-ms")
+	b.ReportMetric(msOf(quantile(alone, 50)), "tc-p50-ms")
+	b.ReportMetric(msOf(quantile(three, 50)), "tc3-p50-ms")
+	b.ReportMetric(msOf(quantile(ours, 50))/msOf(quantile(alone, 50)), "ratio")
+}
+
+// fireRunner builds a runner for yaml with its journal at path; both are shut down when b
+// ends, before the namespace goes, so a run still in place is reverted by the runner itself.
+func fireRunner(b *testing.B, yaml, path string) (*runner.Runner, *journal.Journal) {
+	b.Helper()
+	cfg, err := agentconfig.Parse([]byte(yaml), "bench.yaml", map[string]any{"journal.path": path})
+	if err != nil {
+		b.Fatalf("config: %v", err)
+	}
+	j, err := journal.Open(path, journal.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := runner.New(runner.Options{Config: cfg, Journal: j, Env: fault.Env{Self: os.Getpid()},
+		Agent: journal.Agent{Instance: "bench", PID: os.Getpid()}})
+	if err != nil {
+		_ = j.Close()
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := r.Shutdown(ctx); err != nil {
+			b.Error(err)
+		}
+		if err := j.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	return r, j
+}
+
+// quantile is the p-th percentile (0..100) of d, nearest rank below.
+func quantile(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+func msOf(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
