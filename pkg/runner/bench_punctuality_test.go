@@ -21,13 +21,14 @@ const punctualityEnv = "CHAOSCRON_BENCH_PUNCTUALITY"
 // scheduler, Fire with its checks, a fsynced intent, a fault that changes nothing, the run
 // journaled active, held for 10ms, reverted and recorded; skipped fires journaled too, so
 // that every fire is in the journal) and reports how late each fire started after its tick:
-// started_at − scheduled_at, read back from the journal. applied-p99-ms is the same up to the
-// fault in place, which waits for the journal's fsyncs: 200 fires in the same millisecond
-// queue for bbolt's one writer.
+// started_at − scheduled_at, read back from the journal. A fire starts when the scheduler's
+// loop takes its time and runs its checks (Runner.decide). applied-p99-ms is the same up to
+// the fault in place, which waits for the journal's fsyncs: 200 fires in the same
+// millisecond share bbolt's one writer.
 //
-// In the same iteration, before it, the bare schedule.Scheduler runs the same 200 entries
-// with jobs that only note the time: the baseline (sched-*), so that both see the same
-// machine. Each iteration takes two windows; run it with -benchtime 1x.
+// In the same iteration, before it, the bare schedule.Scheduler runs the same 200 entries,
+// inline as the runner's are, with jobs that only note the time: the baseline (sched-*), so
+// that both see the same machine. Each iteration takes two windows; run it with -benchtime 1x.
 func BenchmarkPunctuality(b *testing.B) {
 	const n = 200
 	window := 10 * time.Second
@@ -89,7 +90,7 @@ journal: {record_skips: true}
 }
 
 // schedulerAlone runs n no-op entries `@every 1s` on a bare Scheduler for window and returns
-// each call's lateness.
+// each call's lateness. The entries are inline, as the runner's are.
 func schedulerAlone(b *testing.B, n int, window time.Duration) []time.Duration {
 	every, err := schedule.Parse("@every 1s", time.UTC)
 	if err != nil {
@@ -98,7 +99,7 @@ func schedulerAlone(b *testing.B, n int, window time.Duration) []time.Duration {
 	late := make(chan time.Duration, n*int(window/time.Second+2))
 	s := schedule.NewScheduler(time.UTC, nil)
 	for i := range n {
-		s.Add(schedule.Entry{Name: "e" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Schedule: every},
+		s.Add(schedule.Entry{Name: "e" + string(rune('a'+i%26)) + string(rune('a'+i/26)), Schedule: every, Inline: true},
 			func(_ context.Context, _ string, at time.Time) {
 				select {
 				case late <- time.Since(at):

@@ -34,32 +34,37 @@ func punctualityWindow(b *testing.B) time.Duration {
 // note the time, and reports how late each call came after the tick it fired for: the
 // scheduler's own share of firing lateness, the baseline for the runner's
 // (runner.BenchmarkPunctuality). robfig-cron is the same with robfig's own run loop
-// (cron.Cron), which Scheduler replaces, in the same iteration. Each iteration watches for the whole
+// (cron.Cron), which Scheduler replaces, in the same iteration; inline is Scheduler calling
+// the jobs itself (Entry.Inline). Each iteration watches for the whole
 // window; run it with -benchtime 1x.
 func BenchmarkPunctuality(b *testing.B) {
 	const entries = 200
 	window := punctualityWindow(b)
-	b.Run("scheduler", func(b *testing.B) {
-		every, err := Parse("@every 1s", time.UTC)
-		if err != nil {
-			b.Fatal(err)
-		}
-		var all []time.Duration
-		for range b.N {
-			var l lateness
-			s := NewScheduler(time.UTC, nil)
-			for i := range entries {
-				s.Add(Entry{Name: fmt.Sprintf("e%03d", i), Schedule: every}, func(_ context.Context, _ string, at time.Time) {
-					l.add(time.Since(at))
-				})
+	// scheduler: each call in a goroutine of its own, as robfig's loop does; inline: called
+	// by the loop in turn (Entry.Inline), as the runner's scheduled fires are.
+	for _, inline := range []bool{false, true} {
+		b.Run(map[bool]string{false: "scheduler", true: "inline"}[inline], func(b *testing.B) {
+			every, err := Parse("@every 1s", time.UTC)
+			if err != nil {
+				b.Fatal(err)
 			}
-			s.Start(context.Background())
-			time.Sleep(window)
-			s.Stop()
-			all = append(all, l.d...)
-		}
-		reportLateness(b, all)
-	})
+			var all []time.Duration
+			for range b.N {
+				var l lateness
+				s := NewScheduler(time.UTC, nil)
+				for i := range entries {
+					s.Add(Entry{Name: fmt.Sprintf("e%03d", i), Schedule: every, Inline: inline}, func(_ context.Context, _ string, at time.Time) {
+						l.add(time.Since(at))
+					})
+				}
+				s.Start(context.Background())
+				time.Sleep(window)
+				s.Stop()
+				all = append(all, l.d...)
+			}
+			reportLateness(b, all)
+		})
+	}
 	b.Run("robfig-cron", func(b *testing.B) {
 		var all []time.Duration
 		for range b.N {
