@@ -54,8 +54,9 @@ type attempt struct {
 	skip   *SkipError
 	record bool // journal the skip (journal.record_skips)
 
-	rn  *run
-	ctx context.Context // the run's own, cancelled by halt, abort_if or shutdown
+	rn     *run
+	ctx    context.Context // the run's own, cancelled by halt, abort_if or shutdown
+	dryRun bool            // agent.dry_run when the fire started
 }
 
 // decide takes the fire's time and runs the checks, reserving a slot if they pass. It never
@@ -86,6 +87,7 @@ func (r *Runner) decide(ctx context.Context, name, trigger string, scheduled tim
 	var cancel context.CancelCauseFunc
 	a.ctx, cancel = context.WithCancelCause(context.WithoutCancel(ctx))
 	a.rn = &run{exp: name, ftype: e.cfg.Fault.Type, f: e.f, cancel: cancel, done: make(chan struct{})}
+	a.dryRun = r.cfg.Agent.DryRun
 	r.active[a.rn] = struct{}{}
 	r.running[name]++
 	r.wg.Add(1)

@@ -32,9 +32,7 @@ func (r *Runner) start(a attempt) (uint64, error) {
 	}
 	rec := r.record(e, trigger, scheduled, now)
 	rec.PlannedEnd = now.Add(e.cfg.Duration).UTC()
-	r.mu.Lock()
-	rec.DryRun = r.cfg.Agent.DryRun
-	r.mu.Unlock()
+	rec.DryRun = a.dryRun
 
 	// Plan and Inject get the run's own context, not the caller's: it lives as long as the
 	// run (a scheduler tick or an HTTP request does not), and it is what a halt, a stop
