@@ -56,6 +56,9 @@ var steps = []step{
 	{name: "journal-big", pkg: "./journal", bench: "^(BenchmarkSize|BenchmarkList50)$", benchtime: "100x",
 		env: []string{"CHAOSCRON_BENCH_RUNS=1000000"}},
 	{name: "runner-fire", pkg: "./pkg/runner", bench: "FireToApplied", benchtime: "200x"},
+	{name: "network-host", pkg: "./pkg/fault/network", bench: "^BenchmarkQdiscAdd$", benchtime: "30x", count: 3},
+	// One boot of the netem VM runs both VM benchmarks (about 100 s).
+	{name: "network-vm", pkg: "./pkg/fault/network", bench: "^BenchmarkVM", benchtime: "1x", count: 1},
 	{name: "schedule-punctuality", pkg: "./pkg/schedule", bench: "Punctuality", benchtime: "1x", count: 1,
 		env: []string{"CHAOSCRON_BENCH_PUNCTUALITY=" + punctuality}},
 	{name: "runner-punctuality", pkg: "./pkg/runner", bench: "Punctuality", benchtime: "1x", count: 3,
@@ -204,6 +207,20 @@ func render(r results, a agentFigures, count int) string {
 		r.f("%.2f ms", fire, "p50-ms")+r.spread("%.2f", fire, "p50-ms")+"; no-op fault "+r.f("%.2f ms", fire, "noop-p50-ms")+"; until Fire returns "+r.f("%.2f ms", fire, "return-p50-ms"),
 		"exec `tc qdisc add … tbf` in a netns: "+r.f("%.2f ms", fire, "tc-p50-ms"),
 		x(fire))
+	const vmFire = "BenchmarkVMFireToApplied"
+	row("network fault: fire → netem in place, intent included, in the netem VM (software emulation; the VM's journal is on tmpfs)",
+		"`BenchmarkVMFireToApplied`: started_at → applied_at, turns with `tc`",
+		r.f("%.1f ms", vmFire, "p50-ms")+" (p99 "+r.f("%.0f ms", vmFire, "p99-ms")+")",
+		"exec `tc qdisc add … netem` in the same VM: "+r.f("%.1f ms", vmFire, "tc-p50-ms")+"; the fault's three qdiscs by `tc`: "+r.f("%.0f ms", vmFire, "tc3-p50-ms"),
+		x(vmFire))
+	const qa = "BenchmarkQdiscAdd/"
+	row("network: a root qdisc in place over netlink, host kernel (tbf: it has no netem)",
+		"`BenchmarkQdiscAdd`, a veth in a netns",
+		msFromNs(r, qa+"netlink/tbf"), "exec `tc qdisc add`: "+msFromNs(r, qa+"tc-exec/tbf"),
+		ratioOf(r, qa+"netlink/tbf", "ns/op", qa+"tc-exec/tbf", "ns/op"))
+	row("same in the netem VM (netem)", "`BenchmarkVM` (`BenchmarkQdiscAdd` inside)",
+		nsAsMs(r, "BenchmarkVM", "netlink-netem-ns/op"), "exec `tc`: "+nsAsMs(r, "BenchmarkVM", "tc-exec-netem-ns/op"),
+		ratioOf(r, "BenchmarkVM", "netlink-netem-ns/op", "BenchmarkVM", "tc-exec-netem-ns/op"))
 	const intent = "BenchmarkIntentVsFloor"
 	row("intent commit, bbolt, fsync on (goal median < 1.5 ms)",
 		"`BenchmarkIntentVsFloor`, turns with the floor",
@@ -255,8 +272,11 @@ func render(r results, a agentFigures, count int) string {
 	return sb.String()
 }
 
-func msFromNs(r results, name string) string {
-	v, ok := r.med(name, "ns/op")
+func msFromNs(r results, name string) string { return nsAsMs(r, name, "ns/op") }
+
+// nsAsMs is the median of name's unit, a figure in nanoseconds, in milliseconds.
+func nsAsMs(r results, name, unit string) string {
+	v, ok := r.med(name, unit)
 	if !ok {
 		return "—"
 	}
