@@ -34,10 +34,10 @@ func (s *session) Close() error {
 	return errors.Join(s.tc.Close(), s.rd.Close())
 }
 
-// inject sets up chaoscron's qdiscs on the interface. It returns the root found before, and
-// applied = true once chaoscron's root is in place (from then on a failure leaves something
-// the caller must roll back).
-func (s *session) inject(name string, index int, cfg config) (prev *qdiscRef, applied bool, err error) {
+// inject sets up chaoscron's qdiscs on the interface, with leaf (netem or tbf) doing the
+// fault. It returns the root found before, and applied = true once chaoscron's root is in
+// place (from then on a failure leaves something the caller must roll back).
+func (s *session) inject(name string, index int, cfg config, leaf tc.Attribute) (prev *qdiscRef, applied bool, err error) {
 	ls, err := links(s.rd)
 	if err != nil {
 		return nil, false, err
@@ -57,6 +57,21 @@ func (s *session) inject(name string, index int, cfg config) (prev *qdiscRef, ap
 	if err := checkRoot(name, root); err != nil {
 		return nil, false, err
 	}
+	// The kernel will not replace a non-default root without NLM_F_REPLACE, which is never
+	// sent: EEXIST means somebody put one there since the check above.
+	rootErr := func(kind string, err error) error {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("add %s %s: %w (one appeared while injecting): %w", kind, rootHandle, ErrForeignRoot, err)
+		}
+		return fmt.Errorf("add %s %s: %w", kind, rootHandle, err)
+	}
+	if cfg.rootKind() == leaf.Kind {
+		// Nothing to sort: the fault's qdisc alone at the root (this needs no sch_prio).
+		if err := s.tc.Qdisc().Add(&tc.Object{Msg: qdiscMsg(index, rootHandle, handleRoot), Attribute: leaf}); err != nil {
+			return &root, false, rootErr(leaf.Kind, err)
+		}
+		return &root, true, nil
+	}
 
 	// Bands: 1 (index 0) plain, 2 (index 1) netem. Unclaimed packets go to the netem band
 	// unless the fault is scoped.
@@ -72,12 +87,7 @@ func (s *session) inject(name string, index int, cfg config) (prev *qdiscRef, ap
 		Msg:       qdiscMsg(index, rootHandle, handleRoot),
 		Attribute: tc.Attribute{Kind: "prio", Prio: prio},
 	}); err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			// The kernel will not replace a non-default root without NLM_F_REPLACE, which
-			// is never sent: somebody put one there since the check above.
-			return &root, false, fmt.Errorf("add prio %s: %w (one appeared while injecting): %w", rootHandle, ErrForeignRoot, err)
-		}
-		return &root, false, fmt.Errorf("add prio %s: %w", rootHandle, err)
+		return &root, false, rootErr("prio", err)
 	}
 	// The plain band gets a pfifo of its own: prio's default child takes its limit from the
 	// device's txqueuelen, which is 0 on some virtual devices and would drop everything.
@@ -88,7 +98,7 @@ func (s *session) inject(name string, index int, cfg config) (prev *qdiscRef, ap
 		return &root, true, fmt.Errorf("add pfifo %s: %w", passHandle, err)
 	}
 	fs := filters(cfg.scope)
-	// Exclusions first, so the agent's own traffic is never steered into netem, not even
+	// Exclusions first, so the agent's own traffic is never steered into the fault, not even
 	// while the match filters are being added.
 	for _, f := range fs {
 		if f.Band == passBand {
@@ -97,11 +107,8 @@ func (s *session) inject(name string, index int, cfg config) (prev *qdiscRef, ap
 			}
 		}
 	}
-	if err := s.tc.Qdisc().Add(&tc.Object{
-		Msg:       qdiscMsg(index, netemHandle, netemBand),
-		Attribute: tc.Attribute{Kind: "netem", Netem: cfg.netem.options()},
-	}); err != nil {
-		return &root, true, fmt.Errorf("add netem %s: %w", netemHandle, err)
+	if err := s.tc.Qdisc().Add(&tc.Object{Msg: qdiscMsg(index, netemHandle, netemBand), Attribute: leaf}); err != nil {
+		return &root, true, fmt.Errorf("add %s %s: %w", leaf.Kind, netemHandle, err)
 	}
 	for _, f := range fs {
 		if f.Band == netemBand {
@@ -155,6 +162,8 @@ func (s *session) deleteRoot(index int, q qdiscRef) (bool, error) {
 		obj.Prio = &tc.Prio{}
 	case "netem":
 		obj.Netem = &tc.Netem{}
+	case "tbf":
+		obj.Tbf = &tc.Tbf{Parms: &tc.TbfQopt{}} // go-tc refuses a tbf without Parms
 	}
 	err := s.tc.Qdisc().Delete(obj)
 	switch {

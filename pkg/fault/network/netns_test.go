@@ -91,46 +91,62 @@ func eqIface(a, b ifaceUndo) bool {
 }
 
 // A root qdisc somebody else set up is never replaced or removed: not by Plan, Inject,
-// Revert or Sweep, whatever its handle.
+// Revert or Sweep, by a netem or a bandwidth fault. At chaoscron's own handle c4a0:, a kind
+// chaoscron never puts at the root (htb) is foreign too; a tbf there could be chaoscron's.
 func TestNetnsForeignRoot(t *testing.T) {
 	requireNetns(t)
-	for _, handle := range []string{"1:", "c4a0:"} {
-		t.Run("tbf "+handle, func(t *testing.T) {
-			ns := newNS(t)
-			ns.innerPair(t, "cc-a", "cc-b")
-			f := mustNew(t, fault.Params{"netns": ns.Path, "delay": "100ms"}, faultEnv())
-			stale, err := f.Plan(t.Context(), "1") // made before the tbf is there
-			if err != nil {
-				t.Fatal(err)
-			}
-			ns.sh(t, "$TC qdisc add dev cc-a root handle "+handle+" tbf rate 1mbit burst 32kbit latency 400ms")
-			before := ns.qdiscs(t, "cc-a")
-			if !strings.Contains(before, "qdisc tbf "+handle+" root") {
-				t.Fatalf("tbf not there: %s", before)
-			}
+	for _, tc := range []struct{ name, add string }{
+		{"tbf 1:", "handle 1: tbf rate 1mbit burst 32kbit latency 400ms"},
+		{"htb c4a0:", "handle c4a0: htb default 1"},
+	} {
+		for _, p := range []fault.Params{{"delay": "100ms"}, {"bandwidth": "1mbit"}} {
+			t.Run(tc.name+" "+mustNew(t, p, faultEnv()).cfg.rootKind(), func(t *testing.T) {
+				testForeignRoot(t, tc.name, tc.add, p)
+			})
+		}
+	}
+}
 
-			_, err = f.Plan(t.Context(), "2")
-			if !errors.Is(err, ErrForeignRoot) || !strings.Contains(err.Error(), "tbf "+handle) {
-				t.Errorf("Plan: %v, want ErrForeignRoot naming the tbf", err)
-			}
-			got, err := f.Inject(t.Context(), stale)
-			if !errors.Is(err, ErrForeignRoot) {
-				t.Errorf("Inject: %v, want ErrForeignRoot", err)
-			}
-			if s := states(t, got); !slices.Equal(s, []string{"cc-a=untouched"}) {
-				t.Errorf("undo after refused Inject: %v", s)
-			}
-			if err := f.Revert(t.Context(), stale); err != nil {
-				t.Errorf("Revert: %v", err)
-			}
-			removed, err := f.Sweep(t.Context(), nil)
-			if err != nil || len(removed) > 0 {
-				t.Errorf("Sweep: %v %v", removed, err)
-			}
-			if after := ns.qdiscs(t, "cc-a"); after != before {
-				t.Errorf("tbf changed:\nbefore %s\nafter  %s", before, after)
-			}
-		})
+func testForeignRoot(t *testing.T, name, add string, p fault.Params) {
+	ns := newNS(t)
+	ns.innerPair(t, "cc-a", "cc-b")
+	params := fault.Params{"netns": ns.Path}
+	for k, v := range p {
+		params[k] = v
+	}
+	f := mustNew(t, params, faultEnv())
+	stale, err := f.Plan(t.Context(), "1") // made before the foreign root is there
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.sh(t, "$TC qdisc add dev cc-a root "+add)
+	before := ns.qdiscs(t, "cc-a")
+	if kind, handle, _ := strings.Cut(name, " "); !strings.Contains(before, "qdisc "+kind+" "+handle+" root") {
+		t.Fatalf("%s not there: %s", name, before)
+	}
+
+	_, err = f.Plan(t.Context(), "2")
+	if !errors.Is(err, ErrForeignRoot) || !strings.Contains(err.Error(), name) {
+		t.Errorf("Plan: %v, want ErrForeignRoot naming %s", err, name)
+	}
+	got, err := f.Inject(t.Context(), stale)
+	if !errors.Is(err, ErrForeignRoot) {
+		t.Errorf("Inject: %v, want ErrForeignRoot", err)
+	}
+	if s := states(t, got); !slices.Equal(s, []string{"cc-a=untouched"}) {
+		t.Errorf("undo after refused Inject: %v", s)
+	}
+	for i := range 2 {
+		if err := f.Revert(t.Context(), stale); err != nil {
+			t.Errorf("Revert #%d: %v", i+1, err)
+		}
+	}
+	removed, err := f.Sweep(t.Context(), nil)
+	if err != nil || len(removed) > 0 {
+		t.Errorf("Sweep: %v %v", removed, err)
+	}
+	if after := ns.qdiscs(t, "cc-a"); after != before {
+		t.Errorf("%s changed:\nbefore %s\nafter  %s", name, before, after)
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package network is the "network" fault: netem (delay, jitter, loss, duplication,
-// corruption, reordering, rate) on the egress of one or more interfaces, set up over
-// rtnetlink with go-tc. No tc binary is needed at run time.
+// corruption, reordering, rate) or tbf (bandwidth) on the egress of one or more interfaces,
+// set up over rtnetlink with go-tc. No tc binary is needed at run time.
 //
 // Parameters (units as tc users write them; everything is checked by New):
 //
@@ -17,6 +17,12 @@
 //	gap               reorder every gap-th packet candidate (default 1, needs reorder)
 //	rate              egress rate limit, "10mbit", "512kbit", "100kbps" (tc-rate units)
 //	limit             packets netem may hold (default 1000; never 0, which drops everything)
+//	bandwidth         a tbf instead of netem, at this rate ("1mbit", tc-rate units, 8kbit to
+//	                  34Gbit); not with the netem options above (netem's rate does both)
+//	bandwidth_burst   bytes the bucket holds ("32KiB"; at least 1514, at most 4s of the rate);
+//	                  default: 10ms of the rate, at least 16KiB (and at most 4s of the rate)
+//	bandwidth_limit   bytes queued before drops ("64KiB", at least 1514); default: the burst
+//	                  plus 50ms of the rate (what `tc ... tbf latency 50ms` computes)
 //	interfaces        names; default: every interface with a default route (main table,
 //	                  IPv4 or IPv6), never lo unless named
 //	netns             "/proc/<pid>/ns/net" or "/run/netns/<name>"; default: the agent's own
@@ -26,7 +32,7 @@
 //	exclude_ports     never faulted, from or to (default: the agent's own listen port, so its
 //	                  metrics keep flowing; [] to fault those too)
 //
-// At least one of delay, loss, duplicate, corrupt, reorder or rate is required.
+// At least one of delay, loss, duplicate, corrupt, reorder, rate or bandwidth is required.
 //
 // # What is affected
 //
@@ -41,15 +47,19 @@
 // # What is created, and ownership
 //
 // On each interface chaoscron puts a prio qdisc at the root with handle c4a0: (its mark), a
-// pfifo c4a2: on band c4a0:1 for traffic left alone, netem c4a1: on band c4a0:2, and u32
-// filters steering packets between the bands (see filter.go). Only a kernel default root
-// (handle 0:, e.g. pfifo_fast, fq_codel, mq, noqueue) is ever replaced: a root somebody set up
-// (handle ≠ 0 and not chaoscron's own prio c4a0:, e.g. another tool's tbf or htb, even one
-// that picked the handle c4a0:) is never touched and the fault is refused with ErrForeignRoot. The qdisc is added without NLM_F_REPLACE, so the kernel refuses
-// to replace a non-default root even if one appears between the check and the add. Revert
-// deletes the root with handle c4a0: and kind prio, nothing else (children and filters go with
-// it); deleting it brings the kernel default back, which is what was there. "Already gone"
-// (EINVAL invalid handle, ENOENT, no such device, namespace gone) counts as reverted.
+// pfifo c4a2: on band c4a0:1 for traffic left alone, netem (or tbf) c4a1: on band c4a0:2, and
+// u32 filters steering packets between the bands (see filter.go). A bandwidth fault with
+// nothing to steer (no ports, cidrs or exclude_ports) is a tbf alone at the root, c4a0:. Only
+// a kernel default root (handle 0:, e.g. pfifo_fast, fq_codel, mq, noqueue) is ever replaced:
+// a root somebody set up (handle ≠ 0 and not chaoscron's c4a0: of a kind it puts there, e.g.
+// another tool's tbf 1: or htb, or an htb that picked the handle c4a0:) is never touched and
+// the fault is refused with ErrForeignRoot. The handle is the only mark: a tbf or prio that
+// another tool put at c4a0: is taken for chaoscron's. The qdisc is added without
+// NLM_F_REPLACE, so the kernel refuses to replace a non-default root even if one appears
+// between the check and the add. Revert deletes the root with handle c4a0: and the kind the
+// undo names (prio or tbf), nothing else (children and filters go with it); deleting it brings
+// the kernel default back, which is what was there. "Already gone" (EINVAL invalid handle,
+// ENOENT, no such device, namespace gone) counts as reverted.
 //
 // Two network runs on one interface at once are refused: the second finds c4a0: in place.
 //
@@ -60,7 +70,9 @@
 // owns, for a journal that was lost.
 //
 // Requirements: CAP_NET_ADMIN; with netns, also CAP_SYS_ADMIN (setns). Kernel 4.15 or later
-// with sch_prio, sch_netem and cls_u32 (modules load on demand on most distributions).
+// with sch_prio, sch_netem and cls_u32 (modules load on demand on most distributions); a
+// bandwidth fault needs sch_tbf, and sch_prio and cls_u32 only when it steers; it also reads
+// the scheduler clock from <proc>/net/psched, as tc does.
 package network
 
 import (
@@ -118,7 +130,7 @@ func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 // Describe says in one line what Inject will do.
 func (f *Fault) Describe() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "netem %s on ", f.cfg.netem)
+	fmt.Fprintf(&b, "%s on ", f.cfg.qdisc())
 	if len(f.cfg.interfaces) == 0 {
 		b.WriteString("the default-route interfaces")
 	} else {
@@ -203,7 +215,12 @@ func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
 	}
 	u := undo{
 		Version: undoVersion, Run: run, Netns: f.cfg.netns, NetnsInode: ns.inode,
-		Qdisc: qdiscRef{Kind: "prio", Handle: rootHandle}, Netem: f.cfg.netem.String(),
+		Qdisc: qdiscRef{Kind: f.cfg.rootKind(), Handle: rootHandle},
+	}
+	if f.cfg.tbf.Rate > 0 {
+		u.Tbf = f.cfg.tbf.String()
+	} else {
+		u.Netem = f.cfg.netem.String()
 	}
 	for _, l := range targets {
 		if err := ctx.Err(); err != nil {
@@ -248,6 +265,15 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 		b, merr := json.Marshal(u)
 		return b, errors.Join(err, merr)
 	}
+	// Revert deletes the kind the plan names: the layout must be the one planned.
+	if k := f.cfg.rootKind(); u.Qdisc.Kind != k {
+		return result(fmt.Errorf("network: inject: the plan has %s at the root, this fault puts %s there: planned with other parameters", u.Qdisc, k))
+	}
+	// Built before anything changes: a tbf needs the scheduler clock, which may be unreadable.
+	leaf, err := f.cfg.leaf(f.proc)
+	if err != nil {
+		return result(fmt.Errorf("network: inject: %w", err))
+	}
 	ns, err := openNetns(f.proc, u.Netns, u.NetnsInode)
 	if err != nil {
 		return result(fmt.Errorf("network: inject: %w", err))
@@ -266,7 +292,7 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 			ierr = fmt.Errorf("network: inject: %w", err)
 			break
 		}
-		prev, applied, err := s.inject(ifc.Name, ifc.Index, f.cfg)
+		prev, applied, err := s.inject(ifc.Name, ifc.Index, f.cfg, leaf)
 		if applied {
 			ifc.State = stateApplied
 		}
@@ -277,7 +303,7 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 			ierr = fmt.Errorf("network: inject on %s in %s: %w", ifc.Name, ns, err)
 			break
 		}
-		f.log.Debug("netem injected", "interface", ifc.Name, "netns", ns.String(), "netem", u.Netem)
+		f.log.Debug("network fault injected", "interface", ifc.Name, "netns", ns.String(), "qdisc", f.cfg.qdisc())
 		if f.afterInterface != nil {
 			if err := f.afterInterface(i, ifc.Name); err != nil {
 				ierr = fmt.Errorf("network: inject: %w", err)
@@ -348,7 +374,7 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 			errs = append(errs, fmt.Errorf("network: revert %s in %s: %w", ifc.Name, ns, err))
 			continue
 		}
-		f.log.Debug("netem reverted", "interface", ifc.Name, "netns", ns.String(), "removed", removed)
+		f.log.Debug("network fault reverted", "interface", ifc.Name, "netns", ns.String(), "removed", removed)
 	}
 	return errors.Join(errs...)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	tc "github.com/florianl/go-tc"
+
 	"github.com/chaoscron/chaoscron/pkg/fault"
 )
 
@@ -27,6 +29,9 @@ type params struct {
 	Gap             *int           `param:"gap"`
 	Rate            *string        `param:"rate"`
 	Limit           *int           `param:"limit"`
+	Bandwidth       *string        `param:"bandwidth"`
+	BandwidthBurst  *fault.Size    `param:"bandwidth_burst"`
+	BandwidthLimit  *fault.Size    `param:"bandwidth_limit"`
 	Interfaces      []string       `param:"interfaces"`
 	Netns           *string        `param:"netns"`
 	Ports           []int          `param:"ports"`
@@ -73,12 +78,43 @@ type scope struct {
 // scoped reports whether only some traffic is faulted (otherwise all of it but Exclude).
 func (s scope) scoped() bool { return len(s.Ports) > 0 || len(s.CIDRs) > 0 }
 
+// steered reports whether filters must sort packets between the bands.
+func (s scope) steered() bool { return s.scoped() || len(s.Exclude) > 0 }
+
 // config is a validated fault configuration.
 type config struct {
 	netem      netemConfig
+	tbf        tbfConfig // Rate > 0: a bandwidth fault, tbf instead of netem
 	scope      scope
 	interfaces []string // empty: every interface with a default route, except lo
 	netns      string   // "": the agent's own network namespace
+}
+
+// rootKind is the kind of chaoscron's root qdisc: tbf alone for a bandwidth fault with no
+// packets to sort (no ports, cidrs or exclude_ports), prio with the fault on a band otherwise.
+// Netem keeps its prio root in every case, as before bandwidth existed.
+func (c config) rootKind() string {
+	if c.tbf.Rate > 0 && !c.scope.steered() {
+		return "tbf"
+	}
+	return "prio"
+}
+
+// leaf returns the qdisc that does the fault: netem, or tbf with its bucket in ticks of the
+// scheduler clock read under proc.
+func (c config) leaf(proc string) (tc.Attribute, error) {
+	if c.tbf.Rate > 0 {
+		return c.tbf.attribute(proc)
+	}
+	return tc.Attribute{Kind: "netem", Netem: c.netem.options()}, nil
+}
+
+// qdisc says what the qdisc that does the fault does ("tbf rate 1Mbit burst 16KiB ...").
+func (c config) qdisc() string {
+	if c.tbf.Rate > 0 {
+		return "tbf " + c.tbf.String()
+	}
+	return "netem " + c.netem.String()
 }
 
 // parse validates p. Every problem is reported, keyed by parameter name.
@@ -166,9 +202,10 @@ func parse(p fault.Params, env fault.Env) (config, error) {
 			n.Limit = uint32(l)
 		}
 	}
+	c.tbf = parseTbf(in, &es)
 	if in.Delay == nil && in.Loss == nil && in.Duplicate == nil && in.Corrupt == nil &&
-		in.Reorder == nil && in.Rate == nil && len(es) == 0 {
-		es.Add("", "a network fault needs at least one of delay, loss, duplicate, corrupt, reorder, rate")
+		in.Reorder == nil && in.Rate == nil && in.Bandwidth == nil && len(es) == 0 {
+		es.Add("", "a network fault needs at least one of delay, loss, duplicate, corrupt, reorder, rate, bandwidth")
 	}
 
 	seen := map[string]bool{}

@@ -10,7 +10,7 @@ import (
 	"github.com/chaoscron/chaoscron/pkg/fault"
 )
 
-// Sweep removes chaoscron's root qdisc (handle c4a0:, kind prio or netem) from every
+// Sweep removes chaoscron's root qdisc (handle c4a0:, a kind in rootKinds) from every
 // interface of the fault's namespace that no undo in keep owns, and describes each removal
 // ("removed prio c4a0: on eth0 in /proc/123/ns/net"). An undo owns an interface when it names
 // the same namespace (by inode) and interface index, and does not mark it untouched.

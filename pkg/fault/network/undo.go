@@ -11,8 +11,11 @@ import (
 // created can be told from anything else on the interface, by any later agent process:
 //
 //	c4a0:   root prio, 2 bands           the ownership mark: Revert and Sweep look for it
-//	c4a1:   netem, on band c4a0:2
+//	c4a1:   netem or tbf, on band c4a0:2
 //	c4a2:   pfifo, on band c4a0:1        traffic the fault leaves alone
+//
+// A bandwidth fault with no packets to sort (no ports, cidrs or exclude_ports) is a tbf alone
+// at the root, c4a0:, with nothing under it.
 //
 // Only the root is ever deleted: its children and its u32 filters go with it. The block is
 // fixed (not per run) so a sweep can find leftovers without any record of them.
@@ -32,11 +35,13 @@ const (
 
 // rootKinds are the kinds chaoscron has ever put at the root under rootMajor. Revert and
 // Sweep delete a root only if both its handle and its kind are chaoscron's; the kernel
-// itself refuses a delete whose handle or kind do not match.
-var rootKinds = []string{"prio", "netem"}
+// itself refuses a delete whose handle or kind do not match. The handle is the only mark a
+// qdisc can carry, so another tool's tbf that picked c4a0: would be taken for chaoscron's.
+var rootKinds = []string{"prio", "netem", "tbf"}
 
 // undoVersion is bumped when the undo's meaning changes; Revert refuses versions it does not
-// know rather than guess.
+// know rather than guess. A tbf root and the tbf field left it at 1: what an undo of version 1
+// says still means the same, and an older agent refuses kind tbf rather than delete it.
 const undoVersion = 1
 
 // States of an interface in the undo.
@@ -59,6 +64,9 @@ const (
 //	 "interfaces":[{"name":"eth0","index":2,"state":"applied",
 //	                "previous_root":{"kind":"noqueue","handle":"0:"}}]}
 //
+// and for a bandwidth fault "qdisc":{"kind":"tbf","handle":"c4a0:"} (prio when scoped) with
+// "tbf":"rate 1Mbit burst 16KiB limit 22634B" in place of "netem".
+//
 // NetnsInode identifies the namespace even when its path no longer leads to it (a
 // /proc/<pid> path whose pid was reused): Revert then looks for the namespace by inode.
 type undo struct {
@@ -68,6 +76,7 @@ type undo struct {
 	NetnsInode uint64      `json:"netns_inode"`
 	Qdisc      qdiscRef    `json:"qdisc"`
 	Netem      string      `json:"netem,omitempty"` // informational: what was injected
+	Tbf        string      `json:"tbf,omitempty"`   // informational, for a bandwidth fault
 	Interfaces []ifaceUndo `json:"interfaces"`
 }
 
