@@ -2,7 +2,7 @@
 // and prints the README's Performance table from the medians (also written to
 // testdata/bench/results.md, with the raw `go test` output in testdata/bench/raw.txt).
 //
-//	go run ./testdata/bench                 # what `task bench` runs; about 25 minutes
+//	go run ./testdata/bench                 # what `task bench` runs; about 20 minutes
 //	go run ./testdata/bench -count 3        # fewer repetitions
 //	go run ./testdata/bench -only journal   # the steps whose name contains "journal"
 //
