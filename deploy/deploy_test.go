@@ -41,10 +41,10 @@ var expectations = map[string]struct {
 	dryRun      bool     // the agent's effective agent.dry_run
 	experiments []string // the experiments in the sidecar's config
 }{
-	"base":                  {caps: sidecarCaps, experiments: []string{"api-latency"}},
-	"overlays/dry-run":      {caps: sidecarCaps, experiments: []string{"api-latency"}, dryRun: true},
-	"overlays/live":         {caps: sidecarCaps, experiments: []string{"api-latency"}},
-	"testdata/with-ptrace":  {caps: []string{"KILL", "NET_ADMIN", "SYS_PTRACE"}, experiments: []string{"api-latency"}},
+	"base":                  {caps: sidecarCaps, experiments: []string{"api-latency", "slow-uplink"}},
+	"overlays/dry-run":      {caps: sidecarCaps, experiments: []string{"api-latency", "slow-uplink"}, dryRun: true},
+	"overlays/live":         {caps: sidecarCaps, experiments: []string{"api-latency", "slow-uplink"}},
+	"testdata/with-ptrace":  {caps: []string{"KILL", "NET_ADMIN", "SYS_PTRACE"}, experiments: []string{"api-latency", "slow-uplink"}},
 	"testdata/own-schedule": {caps: sidecarCaps, experiments: []string{"freeze-worker"}},
 	"monitoring":            {},
 }
