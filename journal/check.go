@@ -254,9 +254,9 @@ func checkFreelist(f *os.File, m boltMeta, pageSize uint64) (ids []uint64, err e
 
 // fullCheckBytes is the file size up to which Open reads and checks every page of the
 // tree (a few milliseconds; default retention keeps a journal below it), so damage
-// anywhere shows at Open rather than at the first `journal list`. Above it, Open reads the branch pages and
-// the small buckets, but not the leaves of the runs bucket, to stay fast on a big
-// journal.
+// anywhere shows at Open rather than at the first `journal list`. Above it, Open reads the
+// branch pages and the small buckets, but not the leaves of the runs bucket, to stay fast
+// on a big journal.
 const fullCheckBytes = 16 << 20
 
 // checkTx checks, inside a read transaction, that the file is a chaoscron journal of a

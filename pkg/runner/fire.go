@@ -68,6 +68,15 @@ func (r *Runner) decide(ctx context.Context, name, trigger string, scheduled tim
 	if scheduled.IsZero() {
 		scheduled = now
 	}
+	a, err := r.decideLocked(ctx, name, trigger, scheduled, now)
+	if err == nil && a.skip != nil {
+		r.countSkip(a.e, a.skip)
+	}
+	return a, err
+}
+
+// decideLocked is decide's part under r.mu: the checks, and the reservation.
+func (r *Runner) decideLocked(ctx context.Context, name, trigger string, scheduled, now time.Time) (attempt, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	e, ok := r.exps[name]
@@ -77,9 +86,6 @@ func (r *Runner) decide(ctx context.Context, name, trigger string, scheduled tim
 	a := attempt{e: e, trigger: trigger, scheduled: scheduled, now: now}
 	if a.skip = r.checkLocked(e, trigger != TriggerSchedule, now); a.skip != nil {
 		a.record = r.cfg.Journal.RecordSkips
-		r.m.Injections.WithLabelValues(e.cfg.Fault.Type, metrics.Skipped).Inc()
-		r.m.Skips.WithLabelValues(e.cfg.Name, a.skip.Reason).Inc()
-		r.log.Debug("skipped", "experiment", e.cfg.Name, "reason", a.skip.Reason, "detail", a.skip.Detail)
 		return a, nil
 	}
 	// Reserve the slot before the journal write, so two fires racing for the last
@@ -92,6 +98,13 @@ func (r *Runner) decide(ctx context.Context, name, trigger string, scheduled tim
 	r.running[name]++
 	r.wg.Add(1)
 	return a, nil
+}
+
+// countSkip counts and logs a skip.
+func (r *Runner) countSkip(e *experiment, s *SkipError) {
+	r.m.Injections.WithLabelValues(e.cfg.Fault.Type, metrics.Skipped).Inc()
+	r.m.Skips.WithLabelValues(e.cfg.Name, s.Reason).Inc()
+	r.log.Debug("skipped", "experiment", e.cfg.Name, "reason", s.Reason, "detail", s.Detail)
 }
 
 // carry does what a decided attempt needs: journals the skip, or takes the run through
@@ -137,9 +150,7 @@ func (r *Runner) checkLocked(e *experiment, manual bool, now time.Time) *SkipErr
 
 // skip counts a skip found after the checks (a plan with no target) and journals it.
 func (r *Runner) skip(e *experiment, trigger string, scheduled, now time.Time, s *SkipError) {
-	r.m.Injections.WithLabelValues(e.cfg.Fault.Type, metrics.Skipped).Inc()
-	r.m.Skips.WithLabelValues(e.cfg.Name, s.Reason).Inc()
-	r.log.Debug("skipped", "experiment", e.cfg.Name, "reason", s.Reason, "detail", s.Detail)
+	r.countSkip(e, s)
 	r.recordSkip(e, trigger, scheduled, now, s)
 }
 

@@ -92,9 +92,7 @@ func BenchmarkPattern(b *testing.B) {
 // oneSequence writes one xorshift64 sequence: each word waits for the one before.
 func oneSequence(b []byte, x uint64) {
 	for i := 0; i+8 <= len(b); i += 8 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
+		x = xorshift(x)
 		binary.LittleEndian.PutUint64(b[i:], x)
 	}
 }

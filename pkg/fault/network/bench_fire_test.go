@@ -39,20 +39,19 @@ func BenchmarkFireToApplied(b *testing.B) {
 	requireNetns(b)
 	ns, name := attachedNS(b, "chaoscron-fire")
 	x := tcIn{b: b, bin: iproute(b, "tc"), ns: name}
-	tcDo, tcTimed := x.do, x.timed
 	netem := "qdisc add dev cc-a root netem delay 100ms"
 	same := []string{
 		"qdisc add dev cc-a root handle c4a0: prio bands 2 priomap 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1 1",
 		"qdisc add dev cc-a parent c4a0:1 handle c4a2: pfifo limit 1000",
 		"qdisc add dev cc-a parent c4a0:2 handle c4a1: netem limit 1000 delay 100ms",
 	}
-	if err := tcDo(netem); err != nil {
+	if err := x.do(netem); err != nil {
 		if inVM() {
 			b.Fatal(err)
 		}
 		b.Skipf("no netem in this kernel (%v): BenchmarkVMFireToApplied runs this in the VM", err)
 	}
-	if err := tcDo("qdisc del dev cc-a root"); err != nil {
+	if err := x.do("qdisc del dev cc-a root"); err != nil {
 		b.Fatal(err)
 	}
 
@@ -64,21 +63,9 @@ experiments:
 
 	var ours, alone, three []time.Duration
 	for b.Loop() {
-		id, err := r.Fire(b.Context(), "lat", runner.TriggerFire, time.Time{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.Wait()
-		rec, err := j.Get(id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if rec.Status != journal.Succeeded || rec.Cleanup != journal.CleanupDone || rec.AppliedAt.IsZero() {
-			b.Fatalf("run %d: status %s, cleanup %s, applied at %s: %s", id, rec.Status, rec.Cleanup, rec.AppliedAt, rec.Error)
-		}
-		ours = append(ours, rec.AppliedAt.Sub(rec.StartedAt))
-		alone = append(alone, tcTimed(netem))
-		three = append(three, tcTimed(same...))
+		ours = append(ours, fireApplied(b, r, j, "lat"))
+		alone = append(alone, x.timed(netem))
+		three = append(three, x.timed(same...))
 	}
 	if out := ns.qdiscs(b, "cc-a"); strings.Contains(out, "netem") || strings.Contains(out, "c4a0:") {
 		b.Errorf("a qdisc was left on cc-a:\n%s", out)
@@ -121,19 +108,7 @@ experiments:
 
 	var ours, alone []time.Duration
 	for b.Loop() {
-		id, err := r.Fire(b.Context(), "bw", runner.TriggerFire, time.Time{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		r.Wait()
-		rec, err := j.Get(id)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if rec.Status != journal.Succeeded || rec.Cleanup != journal.CleanupDone || rec.AppliedAt.IsZero() {
-			b.Fatalf("run %d: status %s, cleanup %s, applied at %s: %s", id, rec.Status, rec.Cleanup, rec.AppliedAt, rec.Error)
-		}
-		ours = append(ours, rec.AppliedAt.Sub(rec.StartedAt))
+		ours = append(ours, fireApplied(b, r, j, "bw"))
 		alone = append(alone, x.timed(add))
 	}
 	if out := ns.qdiscs(b, "cc-a"); strings.Contains(out, "tbf") || strings.Contains(out, "c4a0:") {
@@ -186,6 +161,26 @@ func (x tcIn) timed(scripts ...string) time.Duration {
 		x.b.Fatal(err)
 	}
 	return d
+}
+
+// fireApplied fires experiment name, waits for its run to end, and returns how long the
+// fault took to be in place (started_at → applied_at), failing b unless the run succeeded
+// and was cleaned up.
+func fireApplied(b *testing.B, r *runner.Runner, j *journal.Journal, name string) time.Duration {
+	b.Helper()
+	id, err := r.Fire(b.Context(), name, runner.TriggerFire, time.Time{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r.Wait()
+	rec, err := j.Get(id)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if rec.Status != journal.Succeeded || rec.Cleanup != journal.CleanupDone || rec.AppliedAt.IsZero() {
+		b.Fatalf("run %d: status %s, cleanup %s, applied at %s: %s", id, rec.Status, rec.Cleanup, rec.AppliedAt, rec.Error)
+	}
+	return rec.AppliedAt.Sub(rec.StartedAt)
 }
 
 // fireRunner builds a runner for yaml with its journal at path; both are shut down when b

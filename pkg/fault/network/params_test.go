@@ -101,23 +101,30 @@ func TestNewErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.p, tc.env)
-			if err == nil {
-				t.Fatal("no error")
-			}
-			var got []string
-			for _, fe := range fault.FieldErrors(err) {
-				got = append(got, fe.Key+": "+fe.Msg)
-			}
-			for _, w := range tc.want {
-				if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
-					t.Errorf("missing %q in\n%s", w, strings.Join(got, "\n"))
-				}
-			}
-			var es fault.Errors
-			if !errors.As(err, &es) {
-				t.Errorf("error is %T, want fault.Errors", err)
-			}
+			wantFieldErrors(t, err, tc.want)
 		})
+	}
+}
+
+// wantFieldErrors checks that err is a fault.Errors with a message starting with each of
+// want ("key: message").
+func wantFieldErrors(t *testing.T, err error, want []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	var got []string
+	for _, fe := range fault.FieldErrors(err) {
+		got = append(got, fe.Key+": "+fe.Msg)
+	}
+	for _, w := range want {
+		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
+			t.Errorf("missing %q in\n%s", w, strings.Join(got, "\n"))
+		}
+	}
+	var es fault.Errors
+	if !errors.As(err, &es) {
+		t.Errorf("error is %T, want fault.Errors", err)
 	}
 }
 

@@ -106,22 +106,7 @@ func TestBandwidthErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := New(tc.p, fault.Env{})
-			if err == nil {
-				t.Fatal("no error")
-			}
-			var got []string
-			for _, fe := range fault.FieldErrors(err) {
-				got = append(got, fe.Key+": "+fe.Msg)
-			}
-			for _, w := range tc.want {
-				found := false
-				for _, g := range got {
-					found = found || strings.HasPrefix(g, w)
-				}
-				if !found {
-					t.Errorf("missing %q in\n%s", w, strings.Join(got, "\n"))
-				}
-			}
+			wantFieldErrors(t, err, tc.want)
 		})
 	}
 }
