@@ -3,7 +3,7 @@ package deploy
 import (
 	"testing"
 
-	"github.com/chaoscron/chaoscron/pkg/testenv"
+	"github.com/chaoscron/chaoscron/internal/testenv"
 )
 
 // Short names for the shared gate: a test that needs root or an outside tool skips on a

@@ -19,8 +19,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/journal"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // TestPodSimulation is a pod without Kubernetes: the test re-runs itself as PID 1 of a new

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/testenv"
+	"github.com/chaoscron/chaoscron/internal/testenv"
 )
 
 // encode must write what json.Marshal writes, byte for byte, or fail where it fails: the

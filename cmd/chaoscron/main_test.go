@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/journal"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // bin is the real chaoscron binary, built once, static, as it ships.

@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/pkg/runner"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // metricsYAML gives the outcomes a series each: success (ok), failed (bad: a missing

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/testenv"
+	"github.com/chaoscron/chaoscron/internal/testenv"
 )
 
 // The tests in this file that use real time run in parallel, so together they take about as

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/testenv"
+	"github.com/chaoscron/chaoscron/internal/testenv"
 )
 
 // The agent end to end on the host, whose kernel has tbf: cmd/chaoscron built for the test,

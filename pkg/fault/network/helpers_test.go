@@ -17,8 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // The test binary doubles as its own helper processes, chosen by envHelper:

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/testenv"
+	"github.com/chaoscron/chaoscron/internal/testenv"
 )
 
 // The agent end to end, inside the VM: cmd/chaoscron built by TestVM (CHAOSCRON_BIN), its

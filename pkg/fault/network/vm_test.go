@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chaoscron/chaoscron/pkg/testenv"
-	"github.com/chaoscron/chaoscron/testdata/vm"
+	"github.com/chaoscron/chaoscron/internal/testenv"
+	"github.com/chaoscron/chaoscron/internal/vm"
 )
 
-// TestVM boots the test VM (testdata/vm: qemu, the host's Debian kernel, which has netem)
+// TestVM boots the test VM (internal/vm: qemu, the host's Debian kernel, which has netem)
 // once, and runs in it, as root, this very test binary's TestInVM* and TestNetns* tests and,
 // when cmd/chaoscron builds, the agent end to end (TestInVMAgent*). Each inner test becomes a
 // subtest here, so `go test -run TestVM -v` reads like a local run.

@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // nsEnv marks the test binary running as PID 1 of a fresh pid namespace.

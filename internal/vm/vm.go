@@ -22,7 +22,7 @@
 // the machine (a lock file in the temp directory), since emulation is CPU-heavy.
 //
 // The package lives under testdata so `go test ./...` does not treat it as a package of its
-// own; tests import it as github.com/chaoscron/chaoscron/testdata/vm.
+// own; tests import it as github.com/chaoscron/chaoscron/internal/vm.
 package vm
 
 import (

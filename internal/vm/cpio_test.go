@@ -9,16 +9,13 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/chaoscron/chaoscron/internal/testenv"
 )
 
-// The archive as cpio(1) reads it: busybox's cpio lists and extracts it. (This package is
-// under testdata, so `go test ./...` skips it: run `go test ./testdata/vm`. Every TestVM
-// boot exercises it anyway.)
+// The archive as cpio(1) reads it: busybox's cpio lists and extracts it.
 func TestArchiveReadByCpio(t *testing.T) {
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		t.Skip("no busybox")
-	}
+	bb := testenv.Tool(t, "busybox")
 	a := NewArchive()
 	a.File("etc/motd", 0o644, []byte("hello\n"))
 	a.File("a/b/c/odd", 0o600, []byte("12345")) // length not a multiple of 4
