@@ -211,7 +211,7 @@ func (u *undo) check() error {
 // Plan resolves path to a directory and works out how much to fill now. It touches
 // nothing. When there is nothing to fill (already that full, or no room above the reserve)
 // it returns an error wrapping fault.ErrSkip.
-func (f *Fault) Plan(_ context.Context, run string) (fault.Undo, error) {
+func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
 	if !runPattern.MatchString(run) {
 		return nil, fmt.Errorf("disk: run id %q cannot be part of a file name", run)
 	}
@@ -226,6 +226,13 @@ func (f *Fault) Plan(_ context.Context, run string) (fault.Undo, error) {
 		return nil, fmt.Errorf("disk: %w", err)
 	}
 	defer unix.Close(dfd)
+	// Under the fill lock, so that the plan does not count a fill being allocated as
+	// half-there.
+	unlock, err := lockDev(ctx, st.Dev)
+	if err != nil {
+		return nil, fmt.Errorf("disk: plan: %w", err)
+	}
+	defer unlock()
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(dfd, &fs); err != nil {
 		return nil, fmt.Errorf("disk: statfs %s: %w", dir, err)

@@ -25,7 +25,8 @@ const (
 // Inject creates the fill file and fills it. It recomputes the size against the free space of
 // now (it may have changed since Plan), so the reserve holds at the moment of filling; if by
 // then there is nothing to fill, it creates nothing and returns an error wrapping
-// fault.ErrSkip.
+// fault.ErrSkip. Fills of this agent on one filesystem are sized and allocated one at a time
+// (see fills), so they count each other.
 //
 // The file is made with O_TMPFILE: it has no name while it is being filled and tagged, and
 // gets its name by linkat(2) only once it is complete and synced. linkat never replaces an
@@ -85,6 +86,11 @@ func (f *Fault) inject(ctx context.Context, u *undo) (*held, error) {
 	if u.DirIno != 0 && st.Ino != u.DirIno {
 		return none, fmt.Errorf("disk: %s is another directory than when planned (inode %d, planned %d)", dir, st.Ino, u.DirIno)
 	}
+	unlock, err := lockDev(ctx, st.Dev)
+	if err != nil {
+		return none, fmt.Errorf("disk: inject: %w", err)
+	}
+	defer unlock()
 	var fs unix.Statfs_t
 	if err := unix.Fstatfs(dfd, &fs); err != nil {
 		return none, fmt.Errorf("disk: statfs %s: %w", dir, err)
