@@ -29,6 +29,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"regexp"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -64,9 +65,13 @@ type Fault struct {
 	method  string
 	log     *slog.Logger
 
+	mu   sync.Mutex
+	held map[string]*held // by run: what this process holds of its fills until Revert
+
 	// Seams for tests, set only by this package's own tests.
 	attr      string                                        // xattr name; runAttr
 	noTmpfile bool                                          // skip O_TMPFILE, as on filesystems without it
+	noOpenat2 bool                                          // walk the path, as on kernels without openat2
 	fallocate func(fd int, mode uint32, off, n int64) error // unix.Fallocate
 }
 
@@ -163,11 +168,13 @@ func (f *Fault) Describe() string {
 // undo is the JSON the journal keeps for a run, e.g.
 //
 //	{"run":"42","file":"/data/.chaoscron-fill-42","bytes":1073741824,"requested":1073741824,
-//	 "dev":2049,"method":"fallocate","ino":131090,"xattr":true}
+//	 "dev":2049,"dir_ino":2,"method":"fallocate","ino":131090,"xattr":true}
 //
-// Plan fills in run, file, dev, method and the bytes it expects; Inject returns it again with
-// the bytes really filled (free space may have changed in between), the method really used,
-// and the file's inode and whether it carries the run xattr. dev is st_dev of the directory.
+// Plan fills in run, file, dev, dir_ino, method and the bytes it expects; Inject returns it
+// again with the bytes really filled (free space may have changed in between), the method
+// really used, and the file's inode and whether it carries the run xattr. file is in the
+// directory as resolved at Plan (symlinks followed then); dev and dir_ino are that
+// directory's st_dev and st_ino. Undos of earlier versions have no dir_ino: see Revert.
 type undo struct {
 	Run       string `json:"run"`
 	File      string `json:"file"`
@@ -175,6 +182,7 @@ type undo struct {
 	Requested int64  `json:"requested"` // before clamping to the reserve
 	Clamped   bool   `json:"clamped,omitempty"`
 	Dev       uint64 `json:"dev"`
+	DirIno    uint64 `json:"dir_ino,omitempty"`
 	Method    string `json:"method"`
 	Ino       uint64 `json:"ino,omitempty"`
 	Xattr     bool   `json:"xattr,omitempty"`
@@ -200,18 +208,36 @@ func (u *undo) check() error {
 	return nil
 }
 
-// Plan checks that path is a directory and works out how much to fill now. It touches
+// Plan resolves path to a directory and works out how much to fill now. It touches
 // nothing. When there is nothing to fill (already that full, or no room above the reserve)
 // it returns an error wrapping fault.ErrSkip.
-func (f *Fault) Plan(_ context.Context, run string) (fault.Undo, error) {
+func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
 	if !runPattern.MatchString(run) {
 		return nil, fmt.Errorf("disk: run id %q cannot be part of a file name", run)
 	}
-	dev, fs, err := f.look()
+	// The symlinks of the configured path as they are now are the admin's; any swapped in
+	// later are not followed (see openDir).
+	dir, err := filepath.EvalSymlinks(f.path)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("disk: %w", err)
 	}
-	u := &undo{Run: run, File: filepath.Join(f.path, filePrefix+run), Dev: dev, Method: f.method}
+	dfd, st, err := f.openDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("disk: %w", err)
+	}
+	defer unix.Close(dfd)
+	// Under the fill lock, so that the plan does not count a fill being allocated as
+	// half-there.
+	unlock, err := lockDev(ctx, st.Dev)
+	if err != nil {
+		return nil, fmt.Errorf("disk: plan: %w", err)
+	}
+	defer unlock()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(dfd, &fs); err != nil {
+		return nil, fmt.Errorf("disk: statfs %s: %w", dir, err)
+	}
+	u := &undo{Run: run, File: filepath.Join(dir, filePrefix+run), Dev: st.Dev, DirIno: st.Ino, Method: f.method}
 	f.size2fill(u, fs)
 	if u.Bytes <= 0 {
 		return nil, fmt.Errorf("disk: %s: %w", f.nothingToFill(u, fs), fault.ErrSkip)
@@ -219,20 +245,8 @@ func (f *Fault) Plan(_ context.Context, run string) (fault.Undo, error) {
 	return u.marshal(), nil
 }
 
-// look stats the directory and its filesystem.
-func (f *Fault) look() (dev uint64, fs unix.Statfs_t, err error) {
-	var st unix.Stat_t
-	if err := unix.Stat(f.path, &st); err != nil {
-		return 0, fs, fmt.Errorf("disk: %s: %w", f.path, err)
-	}
-	if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-		return 0, fs, fmt.Errorf("disk: %s is not a directory", f.path)
-	}
-	if err := unix.Statfs(f.path, &fs); err != nil {
-		return 0, fs, fmt.Errorf("disk: statfs %s: %w", f.path, err)
-	}
-	return st.Dev, fs, nil
-}
+// fillName is the fill file's name in its directory.
+func fillName(u *undo) string { return filepath.Base(u.File) }
 
 // space is a filesystem's total and available bytes, as statfs reports them to an
 // unprivileged writer.

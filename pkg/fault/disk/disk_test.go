@@ -97,7 +97,7 @@ func TestPlan(t *testing.T) {
 	if err := unix.Stat(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	want := undo{Run: "r-1", File: filepath.Join(dir, ".chaoscron-fill-r-1"), Bytes: 1 << 20, Requested: 1 << 20, Dev: st.Dev, Method: "fallocate"}
+	want := undo{Run: "r-1", File: filepath.Join(dir, ".chaoscron-fill-r-1"), Bytes: 1 << 20, Requested: 1 << 20, Dev: st.Dev, DirIno: st.Ino, Method: "fallocate"}
 	if got := decode(t, raw); got != want {
 		t.Fatalf("Plan = %+v; want %+v", got, want)
 	}

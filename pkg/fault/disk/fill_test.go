@@ -140,9 +140,17 @@ func TestInjectNeverClobbers(t *testing.T) {
 			if names := list(t, dir); !slices.Equal(names, []string{".chaoscron-fill-r1"}) {
 				t.Fatalf("directory holds %v; want only the file that was there", names)
 			}
-			// And Revert does not take it for ours either.
-			if err := f.Revert(t.Context(), plan); !errors.Is(err, ErrNotOurs) {
-				t.Fatalf("Revert = %v; want ErrNotOurs", err)
+			// And Revert does not take it for ours either: the agent that failed to inject
+			// knows it created nothing, and a fresh one, from the plan alone, cannot prove it.
+			if err := f.Revert(t.Context(), plan); err != nil {
+				t.Fatalf("Revert in the same process = %v; want nil (nothing was created)", err)
+			}
+			fresh := newFault(t, fault.Params{"path": dir, "size": size})
+			if err := fresh.Revert(t.Context(), plan); !errors.Is(err, ErrNotOurs) {
+				t.Fatalf("Revert in a fresh process = %v; want ErrNotOurs", err)
+			}
+			if b, err := os.ReadFile(file); err != nil || string(b) != "precious" {
+				t.Fatalf("existing file = %q, %v after Revert; want it untouched", b, err)
 			}
 		})
 	}
@@ -365,9 +373,12 @@ func TestNoXattrs(t *testing.T) {
 		}
 		writeFile(t, filepath.Join(dir, "hold-the-inode")) // so the new file cannot reuse it
 		writeFile(t, file)
-		if err := f.Revert(t.Context(), raw); !errors.Is(err, ErrNotOurs) {
+		// From the undo alone (a fresh agent), the inode is the proof.
+		if err := noXattrs(t, dir).Revert(t.Context(), raw); !errors.Is(err, ErrNotOurs) {
 			t.Fatalf("Revert = %v; want ErrNotOurs", err)
 		}
+		// The agent that holds the fill knows it is gone, and leaves the other file alone.
+		revert(t, f, raw)
 		if !exists(t, file) {
 			t.Fatal("Revert removed a file that is not the fill")
 		}
@@ -378,7 +389,13 @@ func TestNoXattrs(t *testing.T) {
 		plan, _ := inject(t, f, "r1")
 		u := decode(t, plan)
 		u.Dev++
-		if err := f.Revert(t.Context(), u.marshal()); !errors.Is(err, ErrNotOurs) {
+		// A fresh agent refuses the directory, which is not on the recorded device...
+		if err := noXattrs(t, dir).Revert(t.Context(), u.marshal()); !errors.Is(err, ErrLeftBehind) {
+			t.Fatalf("Revert = %v; want ErrLeftBehind", err)
+		}
+		// ...and with an undo of an earlier version (no dir_ino), the file.
+		u.DirIno = 0
+		if err := noXattrs(t, dir).Revert(t.Context(), u.marshal()); !errors.Is(err, ErrNotOurs) {
 			t.Fatalf("Revert = %v; want ErrNotOurs", err)
 		}
 		revert(t, f, plan)
@@ -418,8 +435,13 @@ func TestLinkViaProc(t *testing.T) {
 	fd, err := unix.Open(dir, unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
 	testenv.Require(t, err == nil, "O_TMPFILE on the filesystem of t.TempDir()")
 	defer unix.Close(fd)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(dfd)
 	file := filepath.Join(dir, "named")
-	if err := linkViaProc(fd, file); err != nil {
+	if err := linkViaProc(fd, dfd, "named"); err != nil {
 		t.Fatal(err)
 	}
 	var a, b unix.Stat_t
@@ -432,7 +454,7 @@ func TestLinkViaProc(t *testing.T) {
 	if a.Ino != b.Ino {
 		t.Fatalf("%s is inode %d; want the tmpfile's %d", file, b.Ino, a.Ino)
 	}
-	if err := linkViaProc(fd, file); !errors.Is(err, unix.EEXIST) {
+	if err := linkViaProc(fd, dfd, "named"); !errors.Is(err, unix.EEXIST) {
 		t.Fatalf("second link = %v; want EEXIST (never replace a name)", err)
 	}
 }

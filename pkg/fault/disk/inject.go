@@ -25,7 +25,8 @@ const (
 // Inject creates the fill file and fills it. It recomputes the size against the free space of
 // now (it may have changed since Plan), so the reserve holds at the moment of filling; if by
 // then there is nothing to fill, it creates nothing and returns an error wrapping
-// fault.ErrSkip.
+// fault.ErrSkip. Fills of this agent on one filesystem are sized and allocated one at a time
+// (see fills), so they count each other.
 //
 // The file is made with O_TMPFILE: it has no name while it is being filled and tagged, and
 // gets its name by linkat(2) only once it is complete and synced. linkat never replaces an
@@ -33,6 +34,9 @@ const (
 // nameless file by itself, so not even a crash in the middle of Inject leaves a fill behind.
 // On filesystems without O_TMPFILE it falls back to O_CREAT|O_EXCL and tags the file before
 // allocating anything. On any error Inject removes what it created.
+//
+// Everything happens relative to the directory planned, opened without following symlinks
+// and checked by device and inode; its descriptor and the file's stay open until Revert.
 func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error) {
 	var u undo
 	if err := json.Unmarshal(plan, &u); err != nil {
@@ -41,45 +45,75 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 	if err := u.check(); err != nil {
 		return nil, err
 	}
-	if filepath.Dir(u.File) != f.path {
-		return nil, fmt.Errorf("disk: plan file %s is not in %s", u.File, f.path)
+	h, err := f.inject(ctx, &u)
+	if h.file < 0 && h.dir >= 0 {
+		_ = unix.Close(h.dir) // nothing to come back to
+		h.dir = -1
+	}
+	f.keep(u.Run, h)
+	if err != nil && h.file >= 0 {
+		return u.marshal(), err // a fill Inject could not remove: Revert tries again
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.log.Debug("disk fill created", "run", u.Run, "file", u.File, "bytes", u.Bytes, "method", u.Method, "clamped", u.Clamped)
+	return u.marshal(), nil
+}
+
+// inject does Inject's work on u. It always returns what is left of the run: the descriptors
+// of the directory and the file, or -1 for the file when nothing is.
+func (f *Fault) inject(ctx context.Context, u *undo) (*held, error) {
+	none := &held{dir: -1, file: -1}
+	dir, base := filepath.Dir(u.File), fillName(u)
+	if dir != f.path {
+		// The plan's directory is the configured path with its symlinks resolved.
+		if r, err := filepath.EvalSymlinks(f.path); err != nil || r != dir {
+			return none, fmt.Errorf("disk: plan file %s is not in %s", u.File, f.path)
+		}
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("disk: inject: %w", err)
+		return none, fmt.Errorf("disk: inject: %w", err)
 	}
-	dev, fs, err := f.look()
+	dfd, st, err := f.openDir(dir)
 	if err != nil {
-		return nil, err
+		return none, fmt.Errorf("disk: %w", err)
 	}
-	if dev != u.Dev {
-		return nil, fmt.Errorf("disk: %s is on another filesystem than when planned (device %d, planned %d)", f.path, dev, u.Dev)
+	none.dir = dfd
+	if st.Dev != u.Dev {
+		return none, fmt.Errorf("disk: %s is on another filesystem than when planned (device %d, planned %d)", dir, st.Dev, u.Dev)
 	}
-	f.size2fill(&u, fs)
+	if u.DirIno != 0 && st.Ino != u.DirIno {
+		return none, fmt.Errorf("disk: %s is another directory than when planned (inode %d, planned %d)", dir, st.Ino, u.DirIno)
+	}
+	unlock, err := lockDev(ctx, st.Dev)
+	if err != nil {
+		return none, fmt.Errorf("disk: inject: %w", err)
+	}
+	defer unlock()
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(dfd, &fs); err != nil {
+		return none, fmt.Errorf("disk: statfs %s: %w", dir, err)
+	}
+	f.size2fill(u, fs)
 	if u.Bytes <= 0 {
-		return nil, fmt.Errorf("disk: %s: %w", f.nothingToFill(&u, fs), fault.ErrSkip)
+		return none, fmt.Errorf("disk: %s: %w", f.nothingToFill(u, fs), fault.ErrSkip)
 	}
 
-	fd, named, err := f.create(u.File)
+	fd, named, err := f.create(dfd, dir, base)
 	if err != nil {
-		return nil, err
+		return none, err
 	}
-	done := false
-	defer func() {
-		if !done {
-			_ = unix.Close(fd)
-		}
-	}()
-
 	// fail reverses what was created so far: a nameless file vanishes with its descriptor;
 	// a named one is removed if the name still leads to the file open here.
-	fail := func(err error) (fault.Undo, error) {
-		if !named {
-			return nil, err
+	fail := func(err error) (*held, error) {
+		if named {
+			if rerr := removeCreated(fd, dfd, base); rerr != nil {
+				return &held{dir: dfd, file: fd}, errors.Join(err, fmt.Errorf("remove %s: %w", u.File, rerr))
+			}
 		}
-		if rerr := removeCreated(fd, u.File); rerr != nil {
-			return u.marshal(), errors.Join(err, fmt.Errorf("remove %s: %w", u.File, rerr))
-		}
-		return nil, err
+		_ = unix.Close(fd)
+		return none, err
 	}
 
 	if err := unix.Fsetxattr(fd, f.attr, []byte(u.Run), 0); err == nil {
@@ -87,11 +121,11 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 	} else if !errnoIn(err, unix.ENOTSUP) {
 		return fail(fmt.Errorf("disk: tag %s with %s: %w", u.File, f.attr, err))
 	}
-	var st unix.Stat_t
-	if err := unix.Fstat(fd, &st); err != nil {
+	var fst unix.Stat_t
+	if err := unix.Fstat(fd, &fst); err != nil {
 		return fail(fmt.Errorf("disk: fstat %s: %w", u.File, err))
 	}
-	u.Ino = st.Ino
+	u.Ino = fst.Ino
 
 	method, err := f.fill(ctx, fd, u.Bytes)
 	if err != nil {
@@ -103,90 +137,74 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 		return fail(fmt.Errorf("disk: fsync %s: %w", u.File, err))
 	}
 	if !named {
-		if err := link(fd, u.File); err != nil {
-			return nil, fmt.Errorf("disk: name %s: %w", u.File, err)
+		if err := link(fd, dfd, base); err != nil {
+			return fail(fmt.Errorf("disk: name %s: %w", u.File, err))
 		}
 		named = true
 	}
-	if err := syncDir(f.path); err != nil {
-		return fail(fmt.Errorf("disk: %w", err))
+	if err := unix.Fsync(dfd); err != nil {
+		return fail(fmt.Errorf("disk: fsync %s: %w", dir, err))
 	}
-	done = true
-	_ = unix.Close(fd) // everything is synced: close has nothing left to lose
-	f.log.Debug("disk fill created", "run", u.Run, "file", u.File, "bytes", u.Bytes, "method", u.Method, "clamped", u.Clamped)
-	return u.marshal(), nil
+	return &held{dir: dfd, file: fd}, nil
 }
 
-// create opens a new file for the fill: nameless in the fill directory where the filesystem
-// supports O_TMPFILE, else under its final name with O_EXCL.
-func (f *Fault) create(file string) (fd int, named bool, err error) {
+// create opens a new file for the fill in the directory dfd (named dir, for errors):
+// nameless where the filesystem supports O_TMPFILE, else as base with O_EXCL.
+func (f *Fault) create(dfd int, dir, base string) (fd int, named bool, err error) {
 	const flags = unix.O_RDWR | unix.O_CLOEXEC
 	if !f.noTmpfile {
-		fd, err = unix.Open(filepath.Dir(file), flags|unix.O_TMPFILE, 0o600)
+		fd, err = unix.Openat(dfd, ".", flags|unix.O_TMPFILE, 0o600)
 		if err == nil {
 			return fd, false, nil
 		}
 		// EOPNOTSUPP: the filesystem has no O_TMPFILE; EISDIR: the kernel predates it.
 		if !errnoIn(err, unix.EOPNOTSUPP, unix.EISDIR) {
-			return -1, false, fmt.Errorf("disk: create in %s: %w", filepath.Dir(file), err)
+			return -1, false, fmt.Errorf("disk: create in %s: %w", dir, err)
 		}
 	}
-	fd, err = unix.Open(file, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
+	fd, err = unix.Openat(dfd, base, flags|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
-		return -1, false, fmt.Errorf("disk: create %s: %w", file, err)
+		return -1, false, fmt.Errorf("disk: create %s: %w", filepath.Join(dir, base), err)
 	}
 	return fd, true, nil
 }
 
-// link gives the nameless file fd the name file, failing with EEXIST rather than replace
-// anything. AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without it); linkViaProc works
-// without.
-func link(fd int, file string) error {
-	err := unix.Linkat(fd, "", unix.AT_FDCWD, file, unix.AT_EMPTY_PATH)
+// link gives the nameless file fd the name base in the directory dfd, failing with EEXIST
+// rather than replace anything. AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (ENOENT without
+// it); linkViaProc works without.
+func link(fd, dfd int, base string) error {
+	err := unix.Linkat(fd, "", dfd, base, unix.AT_EMPTY_PATH)
 	if errnoIn(err, unix.EPERM, unix.ENOENT, unix.EINVAL) {
-		err = linkViaProc(fd, file)
+		err = linkViaProc(fd, dfd, base)
 	}
 	return err
 }
 
 // linkViaProc links fd through its magic link in this process's own /proc (the agent's, not
 // the Env's host /proc, which may be a fixture).
-func linkViaProc(fd int, file string) error {
-	return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, file, unix.AT_SYMLINK_FOLLOW)
+func linkViaProc(fd, dfd int, base string) error {
+	return unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), dfd, base, unix.AT_SYMLINK_FOLLOW)
 }
 
-// removeCreated removes file if it is still the file open as fd.
-func removeCreated(fd int, file string) error {
+// removeCreated removes base from the directory dfd if it is still the file open as fd.
+func removeCreated(fd, dfd int, base string) error {
 	var mine, there unix.Stat_t
 	if err := unix.Fstat(fd, &mine); err != nil {
 		return err
 	}
-	if err := unix.Lstat(file, &there); err != nil {
+	if err := unix.Fstatat(dfd, base, &there, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return nil
 		}
 		return err
 	}
-	if mine.Dev != there.Dev || mine.Ino != there.Ino {
+	if !sameFile(&mine, &there) {
 		return fmt.Errorf("the name leads to another file now: %w", ErrNotOurs)
 	}
-	if err := unix.Unlink(file); err != nil && !errors.Is(err, unix.ENOENT) {
+	if err := unix.Unlinkat(dfd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
 		return err
 	}
-	return syncDir(filepath.Dir(file))
-}
-
-// syncDir makes a new or removed name in dir durable.
-func syncDir(dir string) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	if err := unix.Fsync(fd); err != nil {
-		return fmt.Errorf("fsync %s: %w", dir, err)
-	}
-	return nil
+	return unix.Fsync(dfd)
 }
 
 // fill makes the file n bytes long with every block allocated, and returns the method used.

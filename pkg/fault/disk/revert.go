@@ -14,9 +14,21 @@ import (
 
 // Revert removes the fill file named by undo, which may come from Plan (Inject never returned:
 // the agent crashed, or Inject failed) or from Inject, in this process or another. A file that
-// is already gone, or a directory that is gone, is success; so Revert is idempotent.
+// is already gone is success; so Revert is idempotent. It returns nil only once the fill is
+// proved gone: a fill that may still exist is an error wrapping ErrLeftBehind.
 //
-// It removes the file only if it can prove the file is the one chaoscron made for this run:
+// In the process that injected it, Revert works on the descriptors Inject kept: it removes
+// the name if it still leads to the fill, wherever the directory has been moved, and then
+// requires the fill's link count to be 0 (a hard link elsewhere keeps it, and is reported).
+//
+// From the undo alone (start-up recovery), it opens the recorded directory without following
+// symlinks and requires its device and inode to be the recorded ones; a directory that is
+// gone, renamed, or swapped for a symlink or another directory is refused with ErrLeftBehind,
+// saying where the fill was. Undos of earlier versions, without dir_ino, are handled as those
+// versions did: the directory by name, and a missing one counts as gone.
+//
+// In both cases it removes the file only if it can prove the file is the one chaoscron made
+// for this run:
 //   - the undo names <dir>/.chaoscron-fill-<run> and nothing else;
 //   - the name is a regular file, not a symlink, directory or device;
 //   - where the filesystem supports user xattrs, the file carries user.chaoscron.run=<run>
@@ -41,21 +53,56 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("disk: revert: %w", err)
 	}
-	err := f.remove(&u)
+	var err error
+	if h := f.take(u.Run); h != nil {
+		err = f.removeHeld(h, &u)
+	} else {
+		err = f.remove(&u)
+	}
 	if err == nil {
 		f.log.Debug("disk fill removed", "run", u.Run, "file", u.File)
 	}
 	return err
 }
 
-func (f *Fault) remove(u *undo) error {
-	dir, base := filepath.Split(u.File)
-	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
+// openRecorded opens the directory of u's fill as Revert from the undo alone may use it;
+// gone reports that it is missing in a way that proves the fill gone too (undos of earlier
+// versions only).
+func (f *Fault) openRecorded(u *undo) (dfd int, gone bool, err error) {
+	dir := filepath.Dir(u.File)
+	if u.DirIno == 0 {
+		dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if errors.Is(err, unix.ENOENT) {
+			return -1, true, nil
+		}
+		if err != nil {
+			return -1, false, fmt.Errorf("disk: open %s: %w", dir, err)
+		}
+		return dfd, false, nil
+	}
+	leftBehind := func(why string) error {
+		return fmt.Errorf("disk: %s %s; %w (run %s, %s, inode %d in directory inode %d on device %s)",
+			dir, why, ErrLeftBehind, u.Run, fault.Size(u.Bytes), u.Ino, u.DirIno, devString(u.Dev))
+	}
+	dfd, st, err := f.openDir(dir)
+	if errnoIn(err, unix.ENOENT, unix.ENOTDIR, unix.ELOOP) {
+		return -1, false, leftBehind(fmt.Sprintf("is not the fill's directory any more (%v)", errors.Unwrap(err)))
 	}
 	if err != nil {
-		return fmt.Errorf("disk: open %s: %w", dir, err)
+		return -1, false, fmt.Errorf("disk: %w", err)
+	}
+	if st.Dev != u.Dev || st.Ino != u.DirIno {
+		_ = unix.Close(dfd)
+		return -1, false, leftBehind(fmt.Sprintf("is another directory now (inode %d on device %s)", st.Ino, devString(st.Dev)))
+	}
+	return dfd, false, nil
+}
+
+func (f *Fault) remove(u *undo) error {
+	base := fillName(u)
+	dfd, gone, err := f.openRecorded(u)
+	if gone || err != nil {
+		return err
 	}
 	defer unix.Close(dfd)
 
@@ -91,11 +138,11 @@ func (f *Fault) remove(u *undo) error {
 	var again unix.Stat_t
 	if err := unix.Fstatat(dfd, base, &again, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 		if errors.Is(err, unix.ENOENT) {
-			return nil
+			return proveGone(fd, u)
 		}
 		return fmt.Errorf("disk: stat %s: %w", u.File, err)
 	}
-	if again.Dev != st.Dev || again.Ino != st.Ino {
+	if !sameFile(&again, &st) {
 		return fmt.Errorf("disk: %s was replaced while being checked: %w", u.File, ErrNotOurs)
 	}
 	if err := unix.Unlinkat(dfd, base, 0); err != nil && !errors.Is(err, unix.ENOENT) {
@@ -104,9 +151,9 @@ func (f *Fault) remove(u *undo) error {
 	// Make the removal durable: after a power cut, a name that comes back would be a fill the
 	// journal says is gone.
 	if err := unix.Fsync(dfd); err != nil {
-		return fmt.Errorf("disk: fsync %s: %w", dir, err)
+		return fmt.Errorf("disk: fsync %s: %w", filepath.Dir(u.File), err)
 	}
-	return nil
+	return proveGone(fd, u)
 }
 
 // owned returns nil if the regular file open as fd (with stat st) is u's fill file, else an

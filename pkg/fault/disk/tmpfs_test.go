@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -20,9 +21,15 @@ const fsSize = 64 << 20
 
 func tmpfs(t *testing.T) string {
 	t.Helper()
+	return tmpfsOf(t, fsSize)
+}
+
+// tmpfsOf mounts a tmpfs of size bytes on a new temporary directory.
+func tmpfsOf(t *testing.T, size int) string {
+	t.Helper()
 	testenv.Root(t)
 	dir := t.TempDir()
-	if err := unix.Mount("chaoscron-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", fsSize)); err != nil {
+	if err := unix.Mount("chaoscron-test", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
 		t.Fatalf("mount tmpfs on %s: %v", dir, err)
 	}
 	// Registered after t.TempDir, so it runs before the directory is removed, and after the
@@ -154,7 +161,7 @@ func TestInjectUsesSpaceOfNow(t *testing.T) {
 	if u := decode(t, plan); u.Clamped || u.Bytes != 48<<20 {
 		t.Fatalf("plan %+v; want 48MiB unclamped", u)
 	}
-	t.Cleanup(func() { _ = f.Revert(t.Context(), plan) })
+	t.Cleanup(func() { _ = f.Revert(context.Background(), plan) })
 	occupy(t, dir, 16<<20)
 	raw, err := f.Inject(t.Context(), plan)
 	if err != nil {
