@@ -28,8 +28,9 @@
 //
 // Some processes are never touched, whatever the parameters say: PID 1 (init, or the pause
 // container of a pod), the agent (Env.Self, and the process running this code), its ancestors
-// and descendants, every other chaoscron process, kernel threads, processes matching
-// agent.protect, and, for stop, processes someone else has already stopped.
+// and descendants, every other chaoscron process (known by its executable's Go build info, not
+// by its name: see agentPackage), kernel threads, processes matching agent.protect, and, for
+// stop, processes someone else has already stopped.
 //
 // Everything is decided in Plan, which touches nothing: the undo names each target by pid,
 // start time (clock ticks since boot, exact) and create time (ms since the epoch, for people)
