@@ -51,6 +51,7 @@ type scanner struct {
 	uid    int            // resolved cfg.user, -1 if unset
 	inodes map[uint64]bool
 	agents map[exeKey]bool // executables looked at, and whether each is a chaoscron binary
+	buf    []byte          // for reading command lines, maxProtectCmdline long
 
 	scanned   int
 	protected []string // "pid 1 (sleep): PID 1", for the no-match error and the log
@@ -191,12 +192,15 @@ func (s *scanner) consider(pid int) (candidate, bool) {
 		return candidate{}, false
 	}
 	p := &process.Process{Pid: int32(pid)}
-	argv, err := p.CmdlineSliceWithContext(s.ctx)
-	if err != nil || len(argv) == 0 {
+	if s.buf == nil {
+		s.buf = make([]byte, maxProtectCmdline)
+	}
+	full, argv0, err := readCmdline(s.proc, pid, s.buf)
+	if err != nil || full == "" {
 		return candidate{}, false // gone, or a kernel thread or zombie (they have no command line)
 	}
-	cmdline := strings.Join(argv, " ")
-	argv0 := filepath.Base(argv[0])
+	argv0 = filepath.Base(argv0)
+	cmdline := prefix(full, maxMatchCmdline)
 	if cfg.cmdline != nil && !cfg.cmdline.MatchString(cmdline) {
 		return candidate{}, false
 	}
@@ -227,7 +231,7 @@ func (s *scanner) consider(pid int) (candidate, bool) {
 	if st, err = s.stat(pid); err != nil || st.gone() {
 		return candidate{}, false
 	}
-	if why := s.protection(pid, st, argv0, cmdline); why != "" {
+	if why := s.protection(pid, st, argv0, full); why != "" {
 		s.protected = append(s.protected, fmt.Sprintf("pid %d (%s): %s", pid, argv0, why))
 		return candidate{}, false
 	}
