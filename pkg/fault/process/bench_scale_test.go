@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	"github.com/shirou/gopsutil/v4/process"
@@ -37,4 +39,37 @@ func BenchmarkScanScale(b *testing.B) {
 			b.ReportMetric(float64(len(pids)), "processes")
 		})
 	}
+}
+
+// BenchmarkScanMatchAll is BenchmarkScanScale's other extreme: every one of 1,000 `sleep`
+// children matches, so every one is also checked for protection, down to whether its
+// executable is a chaoscron binary (parsed once per binary, not per process).
+//
+//	go test -run '^$' -bench ScanMatchAll -benchtime 10x ./pkg/fault/process
+func BenchmarkScanMatchAll(b *testing.B) {
+	dir := b.TempDir()
+	name := "cc" + unique(b)
+	f := newFault(b, fault.Params{"name": name}, agentEnv(b))
+	const n = 1000
+	for range n {
+		namedSleep(b, dir, name)
+	}
+	// CPU time as well as wall time: on a shared machine the wall time is mostly waiting.
+	cpu0 := cpuTime(b)
+	for b.Loop() {
+		if _, err := f.Plan(context.Background(), "bench"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/match")
+	b.ReportMetric(float64(cpuTime(b)-cpu0)/float64(b.N*n), "cpu-ns/match")
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

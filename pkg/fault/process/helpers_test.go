@@ -34,7 +34,11 @@ const helperLifetime = 2 * time.Minute
 func TestMain(m *testing.M) {
 	switch mode := os.Getenv(helperEnv); mode {
 	case "":
-		os.Exit(m.Run())
+		code := m.Run()
+		if agentBuild.dir != "" {
+			os.RemoveAll(agentBuild.dir)
+		}
+		os.Exit(code)
 	case "listen":
 		// Listens on a free loopback port and prints it.
 		ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,8 +19,12 @@ import (
 	"github.com/chaoscron/chaoscron/pkg/fault"
 )
 
-// nsEnv marks the test binary running as PID 1 of a fresh pid namespace.
-const nsEnv = "CHAOSCRON_PROCESS_TEST_NS"
+// nsEnv marks the test binary running as PID 1 of a fresh pid namespace; nsAgentBin tells it
+// where the real agent binary is.
+const (
+	nsEnv      = "CHAOSCRON_PROCESS_TEST_NS"
+	nsAgentBin = "CHAOSCRON_PROCESS_TEST_AGENT_BIN"
+)
 
 // TestSelfProtectionInNS runs the broadest fault there is, cmdline ".*" with count all, as a
 // real agent process inside a fresh pid namespace with its own /proc, where everything it can
@@ -31,10 +34,11 @@ const nsEnv = "CHAOSCRON_PROCESS_TEST_NS"
 //	├── agent     the test binary as the agent: Plan + Inject with Env.Self = itself
 //	│   └── sleep the agent's own child
 //	├── sleep ×3  the intended targets
-//	├── chaoscron another chaoscron (argv[0] is chaoscron)
+//	├── sleep     an intended target too, though argv[0] is chaoscron (exec -a)
+//	├── chaoscron-v2 another chaoscron: the real agent binary under another name
 //	└── sleep 301 protected by agent.protect
 //
-// Only the three intended targets may die.
+// Only the four intended targets may die.
 func TestSelfProtectionInNS(t *testing.T) {
 	if os.Getenv(nsEnv) == "pid1" {
 		nsInit(t)
@@ -42,6 +46,7 @@ func TestSelfProtectionInNS(t *testing.T) {
 	}
 	testenv.Root(t)
 	unshare := testenv.Tool(t, "unshare")
+	bin := agentBinary(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -50,7 +55,7 @@ func TestSelfProtectionInNS(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, unshare, "--pid", "--fork", "--mount-proc", "--kill-child",
 		exe, "-test.run=^TestSelfProtectionInNS$", "-test.v", "-test.count=1")
-	cmd.Env = append(os.Environ(), nsEnv+"=pid1")
+	cmd.Env = append(os.Environ(), nsEnv+"=pid1", nsAgentBin+"="+bin)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	t.Logf("inside the namespace:\n%s", out)
@@ -81,11 +86,8 @@ func nsInit(t *testing.T) {
 	for range 3 {
 		targets = append(targets, start(t, exec.Command(sleep, "300")))
 	}
-	link := filepath.Join(t.TempDir(), chaoscron)
-	if err := os.Symlink(sleep, link); err != nil {
-		t.Fatal(err)
-	}
-	other := start(t, exec.Command(link, "300"))
+	targets = append(targets, impostor(t))
+	other := runAgent(t, os.Getenv(nsAgentBin))
 	protected := start(t, exec.Command(sleep, "301"))
 
 	exe, err := os.Executable()
@@ -125,7 +127,7 @@ func nsInit(t *testing.T) {
 		want = append(want, c.Process.Pid)
 	}
 	if got := targetPids(t, fault.Undo(r.Plan)); !slices.Equal(got, want) {
-		t.Errorf("planned targets %v, want exactly the three sleeps %v", got, want)
+		t.Errorf("planned targets %v, want exactly the four sleeps %v", got, want)
 	}
 	for _, tg := range decode(t, fault.Undo(r.Undo)).Targets {
 		if tg.Result != resultEnded || tg.Signal != "SIGTERM" {

@@ -7,8 +7,9 @@
 //	                      of argv[0] (which is not cut at 15 characters as comm is);
 //	                      /ngin.*/ between slashes is a regular expression instead (unanchored,
 //	                      as in pgrep: write /^nginx$/ to anchor it)
-//	cmdline: "app\.py"    a regular expression searched in the whole command line, its
-//	                      arguments joined by single spaces (always a regexp: no slashes)
+//	cmdline: "app\.py"    a regular expression searched in the command line, its arguments
+//	                      joined by single spaces (always a regexp: no slashes); only its
+//	                      first 4 KiB, as pkill -f (see maxMatchCmdline)
 //	exe:     /usr/bin/x   the executable: an absolute path matches exactly, a bare name the
 //	                      path's base name
 //	user:    www-data     the effective user, by name or numeric uid
@@ -28,8 +29,9 @@
 //
 // Some processes are never touched, whatever the parameters say: PID 1 (init, or the pause
 // container of a pod), the agent (Env.Self, and the process running this code), its ancestors
-// and descendants, every other chaoscron process, kernel threads, processes matching
-// agent.protect, and, for stop, processes someone else has already stopped.
+// and descendants, every other chaoscron process (known by its executable's Go build info, not
+// by its name: see agentPackage), kernel threads, processes matching agent.protect, and, for
+// stop, processes someone else has already stopped.
 //
 // Everything is decided in Plan, which touches nothing: the undo names each target by pid,
 // start time (clock ticks since boot, exact) and create time (ms since the epoch, for people)
@@ -47,7 +49,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	"github.com/shirou/gopsutil/v4/process"
@@ -285,9 +286,5 @@ func shorten(s string) string {
 	if len(s) <= maxCmdline {
 		return s
 	}
-	cut := maxCmdline
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
+	return prefix(s, maxCmdline) + "…"
 }

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -96,4 +98,58 @@ func checkOwnProcfs(proc string) error {
 			proc, self, os.Getpid())
 	}
 	return nil
+}
+
+// Bounds on how much of a command line is read. The kernel hands out the whole of it (up to
+// ARG_MAX, 2 MiB by default), and a regular expression costs up to its size times the length
+// of its input: `[a-z]{1,1000}x` took seconds over a 1.5 MB command line, per process.
+const (
+	// maxMatchCmdline is what the cmdline matcher sees: the first 4 KiB, as pkill -f and pgrep -f
+	// (procps matches against a 4096-byte buffer), and all that kernels before 4.2 showed. One
+	// match then stays within milliseconds even for a pattern at Go's repeat limit.
+	maxMatchCmdline = 4 << 10
+	// maxProtectCmdline is what agent.protect sees: up to MAX_ARG_STRLEN (128 KiB, the longest
+	// single argument the kernel allows), so that a Java main class behind a long class path
+	// stays protected. Protection is only worked out for processes that matched, so it is
+	// not paid across the scan.
+	maxProtectCmdline = 128 << 10
+)
+
+// readCmdline reads at most len(buf) bytes of /proc/<pid>/cmdline into buf and returns them
+// with argv[0]; the arguments are joined by single spaces (the form every matcher sees). The
+// command line is empty for a kernel thread or a zombie.
+func readCmdline(proc string, pid int, buf []byte) (cmdline, argv0 string, err error) {
+	f, err := os.Open(filepath.Join(proc, strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	n, err := io.ReadFull(f, buf)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return "", "", err
+	}
+	b := buf[:n]
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		argv0 = string(b[:i])
+	} else {
+		argv0 = string(b)
+	}
+	b = bytes.TrimSuffix(b, []byte{0})
+	for i, c := range b { // in place: buf is the caller's scratch space
+		if c == 0 {
+			b[i] = ' '
+		}
+	}
+	return string(b), argv0, nil
+}
+
+// prefix cuts s to at most n bytes, at a rune boundary.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

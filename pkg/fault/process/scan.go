@@ -50,12 +50,12 @@ type scanner struct {
 	guard  map[int]string // protected pids and why: PID 1, the agent and its ancestors
 	uid    int            // resolved cfg.user, -1 if unset
 	inodes map[uint64]bool
+	agents map[exeKey]bool // executables looked at, and whether each is a chaoscron binary
+	buf    []byte          // for reading command lines, maxProtectCmdline long
 
 	scanned   int
 	protected []string // "pid 1 (sleep): PID 1", for the no-match error and the log
 }
-
-const chaoscron = "chaoscron"
 
 func newScanner(ctx context.Context, cfg *config, env fault.Env) (*scanner, error) {
 	s := &scanner{
@@ -192,12 +192,15 @@ func (s *scanner) consider(pid int) (candidate, bool) {
 		return candidate{}, false
 	}
 	p := &process.Process{Pid: int32(pid)}
-	argv, err := p.CmdlineSliceWithContext(s.ctx)
-	if err != nil || len(argv) == 0 {
+	if s.buf == nil {
+		s.buf = make([]byte, maxProtectCmdline)
+	}
+	full, argv0, err := readCmdline(s.proc, pid, s.buf)
+	if err != nil || full == "" {
 		return candidate{}, false // gone, or a kernel thread or zombie (they have no command line)
 	}
-	cmdline := strings.Join(argv, " ")
-	argv0 := filepath.Base(argv[0])
+	argv0 = filepath.Base(argv0)
+	cmdline := prefix(full, maxMatchCmdline)
 	if cfg.cmdline != nil && !cfg.cmdline.MatchString(cmdline) {
 		return candidate{}, false
 	}
@@ -207,16 +210,10 @@ func (s *scanner) consider(pid int) (candidate, bool) {
 			return candidate{}, false
 		}
 	}
-	exe, exeRead := "", false
-	readExe := func() {
-		if path, err := p.ExeWithContext(s.ctx); err == nil {
-			exe = strings.TrimSuffix(path, " (deleted)")
-		}
-		exeRead = true
-	}
 	if cfg.exe != "" {
-		readExe()
-		if filepath.IsAbs(cfg.exe) && exe != cfg.exe || !filepath.IsAbs(cfg.exe) && filepath.Base(exe) != cfg.exe {
+		exe, err := p.ExeWithContext(s.ctx)
+		exe = strings.TrimSuffix(exe, " (deleted)")
+		if err != nil || filepath.IsAbs(cfg.exe) && exe != cfg.exe || !filepath.IsAbs(cfg.exe) && filepath.Base(exe) != cfg.exe {
 			return candidate{}, false
 		}
 	}
@@ -231,13 +228,10 @@ func (s *scanner) consider(pid int) (candidate, bool) {
 	}
 
 	// It matches. May it be touched?
-	if !exeRead {
-		readExe()
-	}
 	if st, err = s.stat(pid); err != nil || st.gone() {
 		return candidate{}, false
 	}
-	if why := s.protection(pid, st, argv0, exe, cmdline); why != "" {
+	if why := s.protection(pid, st, argv0, full); why != "" {
 		s.protected = append(s.protected, fmt.Sprintf("pid %d (%s): %s", pid, argv0, why))
 		return candidate{}, false
 	}
@@ -246,18 +240,18 @@ func (s *scanner) consider(pid int) (candidate, bool) {
 
 // protection says why pid must not be touched, or "" if it may be. None of these can be
 // turned off by configuration.
-func (s *scanner) protection(pid int, st stat, argv0, exe, cmdline string) string {
+func (s *scanner) protection(pid int, st stat, argv0, cmdline string) string {
 	if why, ok := s.guard[pid]; ok {
 		return why
 	}
 	if st.flags&pfKthread != 0 {
 		return "a kernel thread"
 	}
-	if argv0 == chaoscron || filepath.Base(exe) == chaoscron {
-		return "a chaoscron process"
-	}
 	if slices.Contains(s.ancestors(pid), s.env.Self) {
 		return "a descendant of the agent"
+	}
+	if s.isAgent(pid) { // by its executable, never by its name: see agentPackage
+		return "a chaoscron process"
 	}
 	for _, re := range s.env.Protect {
 		if re.MatchString(st.comm) || re.MatchString(argv0) || re.MatchString(cmdline) {

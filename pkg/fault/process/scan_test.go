@@ -59,6 +59,7 @@ func fixture(t *testing.T, procs []fakeProc) string {
 }
 
 func TestScanFixture(t *testing.T) {
+	agent := agentBinary(t)
 	proc := fixture(t, []fakeProc{
 		{pid: 1, state: 'S', argv: []string{"/sbin/init"}, exe: "/sbin/init"},
 		{pid: 2, state: 'S', argv: []string{"/app/main", "serve"}, exe: "/app/main"},
@@ -68,8 +69,10 @@ func TestScanFixture(t *testing.T) {
 		{pid: 10, ppid: 9, state: 'S', argv: []string{"/usr/local/bin/agent", "run"}, exe: "/usr/local/bin/agent"},
 		{pid: 11, ppid: 10, state: 'S', argv: []string{"stress-ng", "--cpu", "1"}, exe: "/usr/bin/stress-ng"},
 		{pid: 12, ppid: 11, state: 'R', argv: []string{"stress-ng-cpu"}, exe: "/usr/bin/stress-ng"},
-		{pid: 20, ppid: 1, state: 'S', argv: []string{"/opt/bin/agent-2", "run"}, exe: "/opt/bin/chaoscron"},
-		{pid: 21, ppid: 1, state: 'S', argv: []string{"chaoscron", "recover"}, exe: "/opt/bin/cc"},
+		// 20 and 22 run the agent binary, under names of their own; 21 only calls itself chaoscron.
+		{pid: 20, ppid: 1, state: 'S', argv: []string{"/opt/bin/agent-2", "run"}, exe: agent},
+		{pid: 21, ppid: 1, state: 'S', argv: []string{"chaoscron", "recover"}, exe: sleepPath(t)},
+		{pid: 22, ppid: 1, state: 'S', argv: []string{"/usr/local/bin/chaoscron-v2", "run"}, exe: agent},
 		{pid: 30, ppid: 1, state: 'Z'},
 		{pid: 31, ppid: 1, state: 'T', argv: []string{"/app/paused"}, exe: "/app/paused"},
 	})
@@ -83,8 +86,8 @@ func TestScanFixture(t *testing.T) {
 		action string
 		want   string
 	}{
-		{"kill", "[2 3 31]"},
-		{"stop", "[2 3]"}, // 31 was stopped by someone else
+		{"kill", "[2 3 21 31]"},
+		{"stop", "[2 3 21]"}, // 31 was stopped by someone else
 	} {
 		t.Run("cmdline .* "+tc.action, func(t *testing.T) {
 			raw, err := plan(t, fault.Params{"cmdline": ".*", "count": "all", "action": tc.action})
@@ -102,7 +105,7 @@ func TestScanFixture(t *testing.T) {
 	}
 
 	t.Run("every protection named", func(t *testing.T) {
-		_, err := plan(t, fault.Params{"cmdline": "^/sbin/init|agent|chaoscron|stress-ng|kworker|/bin/sh"})
+		_, err := plan(t, fault.Params{"cmdline": "^/sbin/init|agent|chaoscron-v2|stress-ng|kworker|/bin/sh"})
 		if err == nil {
 			t.Fatal("Plan chose a protected process")
 		}
@@ -112,7 +115,7 @@ func TestScanFixture(t *testing.T) {
 			"pid 9 (sh): an ancestor of the agent",
 			"pid 10 (agent): the agent itself",
 			"pid 11 (stress-ng): a descendant of the agent",
-			"and 3 more", // 12 (descendant), 20 and 21 (chaoscron by exe, by argv[0])
+			"and 3 more", // 12 (descendant), 20 and 22 (chaoscron by their executable)
 		} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("error %q does not say %q", err, want)
@@ -120,9 +123,28 @@ func TestScanFixture(t *testing.T) {
 		}
 	})
 	t.Run("other chaoscron processes", func(t *testing.T) {
-		_, err := plan(t, fault.Params{"cmdline": "agent-2|recover"})
-		if err == nil || !strings.Contains(err.Error(), "pid 20 (agent-2): a chaoscron process") || !strings.Contains(err.Error(), "pid 21 (chaoscron): a chaoscron process") {
-			t.Fatalf("Plan: %v", err)
+		cfg, err := parseParams(fault.Params{"cmdline": "agent-2|^chaoscron|chaoscron-v2", "count": "all"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := newScanner(context.Background(), &cfg, env.WithDefaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cands, _, err := s.find()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(cands) != 1 || cands[0].pid != 21 {
+			t.Fatalf("candidates %v, want only pid 21, which is chaoscron by name only", cands)
+		}
+		want := "[pid 20 (agent-2): a chaoscron process pid 22 (chaoscron-v2): a chaoscron process]"
+		if got := fmt.Sprint(s.protected); got != want {
+			t.Fatalf("protected %s, want %s", got, want)
+		}
+		// One binary behind 20 and 22, one (sleep) behind 21: each parsed once.
+		if len(s.agents) != 2 {
+			t.Fatalf("%d executables looked at, want 2: %v", len(s.agents), s.agents)
 		}
 	})
 

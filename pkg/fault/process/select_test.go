@@ -185,21 +185,6 @@ func TestProtection(t *testing.T) {
 			t.Fatalf("Plan: %v; want no match, naming the protected process", err)
 		}
 	})
-	t.Run("another chaoscron", func(t *testing.T) {
-		sub := filepath.Join(dir, unique(t))
-		if err := os.Mkdir(sub, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		cc := namedSleep(t, sub, chaoscron)
-		pidfile := filepath.Join(sub, "cc.pid")
-		if err := os.WriteFile(pidfile, []byte(strconv.Itoa(cc.Process.Pid)), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		_, err := newFault(t, fault.Params{"pidfile": pidfile}, agentEnv(t)).Plan(context.Background(), "r")
-		if err == nil || !strings.Contains(err.Error(), "a chaoscron process") {
-			t.Fatalf("Plan: %v; want no match, naming the chaoscron process", err)
-		}
-	})
 	t.Run("descendants of the agent", func(t *testing.T) {
 		// With the real default Self (this process), its own children are the agent's.
 		name := "cc" + unique(t)
