@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // agentBuild is the real agent binary, built once per test binary (TestMain removes it).
