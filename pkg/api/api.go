@@ -215,6 +215,9 @@ func (s *server) mutating(h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		// A halt answers once its reverts are done, up to haltWait; a fire once the fault
+		// is in place. The server's write timeout must not cut either answer.
+		extendWrite(w, haltWait+writeTimeout)
 		h(w, r)
 	}
 }
