@@ -30,10 +30,13 @@ const (
 const (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second // headers and a body of at most MaxBody
-	writeTimeout      = 30 * time.Second
 	idleTimeout       = 10 * time.Second // between requests on a kept-alive connection
 	maxHeaderBytes    = 16 << 10
 )
+
+// writeTimeout bounds writing one answer, or one stretch of a long one. A variable only so
+// that a test can show an export outlasting it without taking half a minute.
+var writeTimeout = 30 * time.Second
 
 // NewServer returns the server for one of the agent's listeners, with every timeout set:
 // a connection that sends nothing, reads nothing or idles is closed, and its slot freed.
