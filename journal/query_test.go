@@ -49,6 +49,10 @@ func TestListFilters(t *testing.T) {
 		{"since", Filter{Since: t0.Add(4 * time.Hour)}, []uint64{7, 6, 5, 3}},
 		{"since and status", Filter{Since: t0.Add(4 * time.Hour), Status: Skipped}, []uint64{7, 3}},
 		{"no match", Filter{Experiment: "zzz"}, []uint64{}},
+		{"before", Filter{Before: 5, Limit: 2}, []uint64{4, 3}},
+		{"before and experiment", Filter{Before: 6, Experiment: "a"}, []uint64{4, 3, 1}},
+		{"before past the newest", Filter{Before: 99}, []uint64{7, 6, 5, 4, 3, 2, 1}},
+		{"before the oldest", Filter{Before: 1}, []uint64{}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

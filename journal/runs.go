@@ -336,6 +336,7 @@ type Filter struct {
 	Status     Status    // exact status
 	Since      time.Time // StartedAt (or ScheduledAt if StartedAt is zero) >= Since
 	Limit      int       // at most this many, newest first; 0 = all
+	Before     uint64    // only runs with a smaller id: the cursor of the next page; 0 = none
 }
 
 func (f *Filter) match(r *runSummary) bool {
@@ -367,7 +368,16 @@ func (j *Journal) List(f Filter) ([]Record, error) {
 	out := []Record{}
 	err := j.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketRuns).Cursor()
-		for k, v := c.Last(); k != nil; k, v = c.Prev() {
+		var k, v []byte
+		if f.Before > 0 {
+			k, _ = c.Seek(idKey(f.Before))
+		}
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev() // the newest run before f.Before
+		}
+		for ; k != nil; k, v = c.Prev() {
 			// A filter is judged on the summary: runs it rejects never have their params
 			// and undo decoded.
 			if f.filters() {

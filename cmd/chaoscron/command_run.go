@@ -202,13 +202,18 @@ func serve(a config.Agent, h http.Handler, log *slog.Logger) (*http.Server, erro
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	conns, err := api.NetworkConns()
+	if err != nil {
+		log.Warn("open-files limit", "err", err)
+	}
+	srv := api.NewServer(h)
+	ln = api.LimitConns(ln, conns)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			// Chaos goes on without metrics rather than dying with faults in place.
 			log.Error("http server stopped", "err", err)
 		}
 	}()
-	log.Info("serving metrics and health", "addr", ln.Addr().String())
+	log.Info("serving metrics and health", "addr", ln.Addr().String(), "max_conns", conns)
 	return srv, nil
 }

@@ -91,7 +91,10 @@ func serveSocket(journalPath string, h http.Handler, log *slog.Logger) (*http.Se
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	// Its own cap, apart from the network listener's: a flood there never takes the
+	// connection a halt on the socket needs.
+	srv := api.NewServer(h)
+	ln = api.LimitConns(ln, api.SocketConns)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("socket server stopped", "err", err)

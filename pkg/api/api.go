@@ -4,8 +4,9 @@
 //
 //   - the network listener (agent.listen): /metrics, /healthz and /readyz, read-only and safe
 //     to expose to the cluster network. The /v1 API is served there only when a token is
-//     configured, and then every mutating call needs "Authorization: Bearer <token>".
-//     Without a token the /v1 routes do not exist on the network (404).
+//     configured, and then every /v1 call, reads included, needs "Authorization: Bearer
+//     <token>": a run record holds host names, pids, paths and whole target command lines,
+//     which may carry secrets. Without a token the /v1 routes do not exist on the network (404).
 //   - the unix socket next to the journal (Local): the whole /v1 API, mutating calls
 //     included, without a token. The socket is mode 0600, owned by the agent's user: the
 //     file system is the authentication, as for the journal file itself, which grants as
@@ -87,7 +88,7 @@ type Options struct {
 	Journal Journal
 	Control Control
 	// Local marks the handler for the unix socket: /v1 is served, mutating calls need no
-	// token. Otherwise /v1 is served only when Token is set, and mutating calls need it.
+	// token. Otherwise /v1 is served only when Token is set, and every /v1 call needs it.
 	Local bool
 	Token string
 	Log   *slog.Logger
@@ -130,7 +131,28 @@ func Handler(opt Options) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
 	})
-	return s.recoverer(mux)
+	return s.recoverer(s.guard(mux))
+}
+
+// guard refuses every /v1 request on the network that lacks the token, before any route
+// sees it: reads too, and unknown /v1 paths, so that nothing about the API is learnt
+// without it.
+func (s *server) guard(h http.Handler) http.Handler {
+	if s.opt.Local {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if (r.URL.Path == "/v1" || strings.HasPrefix(r.URL.Path, "/v1/")) && s.token != nil && !s.authorized(r) {
+			unauthorized(w)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="chaoscron"`)
+	writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
 }
 
 type server struct {
@@ -183,8 +205,7 @@ func (s *server) authorized(r *http.Request) bool {
 func (s *server) mutating(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="chaoscron"`)
-			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			unauthorized(w)
 			return
 		}
 		if s.opt.Ready != nil {
@@ -194,6 +215,9 @@ func (s *server) mutating(h http.HandlerFunc) http.HandlerFunc {
 			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, MaxBody)
+		// A halt answers once its reverts are done, up to haltWait; a fire once the fault
+		// is in place. The server's write timeout must not cut either answer.
+		extendWrite(w, haltWait+writeTimeout)
 		h(w, r)
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/api"
+	"github.com/chaoscron/chaoscron/pkg/runner"
 )
 
 // mutations are every mutating call, with a body each accepts.
@@ -68,6 +69,39 @@ func TestUnauthorizedChangesNothing(t *testing.T) {
 	}
 	if code, body = do(a.network, http.MethodPost, "/v1/resume", "", "Authorization", "bearer "+token); code != http.StatusOK || a.r.Halted() {
 		t.Fatalf("authorized resume: %d %s", code, body)
+	}
+}
+
+// TestReadsNeedToken: on the network listener a configured token guards every /v1 route,
+// reads included (a run record carries target command lines), while metrics and health
+// stay open; the socket needs no token.
+func TestReadsNeedToken(t *testing.T) {
+	a := newAgent(t, "1h")
+	if _, err := a.r.Fire(t.Context(), "other", runner.TriggerAPI, time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	reads := []string{"/v1/runs", "/v1/runs?limit=1", "/v1/runs/1", "/v1/stats", "/v1/export",
+		"/v1/experiments", "/v1/halt", "/v1", "/v1/nope"}
+	for _, path := range reads {
+		for _, hdr := range [][]string{nil, {"Authorization", "Bearer nope"}, {"Authorization", "Basic " + token}} {
+			code, body := do(a.network, http.MethodGet, path, "", hdr...)
+			if code != http.StatusUnauthorized || strings.Contains(body, "fill") || strings.Contains(body, "other") {
+				t.Errorf("GET %s with %q: %d %.100s, want 401 and nothing about the agent", path, hdr, code, body)
+			}
+		}
+	}
+	for _, path := range reads[:7] {
+		if code, body := do(a.network, http.MethodGet, path, "", "Authorization", "Bearer "+token); code != http.StatusOK {
+			t.Errorf("GET %s with the token: %d %.100s", path, code, body)
+		}
+		if code, body := do(a.local, http.MethodGet, path, ""); code != http.StatusOK {
+			t.Errorf("GET %s on the socket: %d %.100s", path, code, body)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		if code, _ := do(a.network, http.MethodGet, path, ""); code != http.StatusOK {
+			t.Errorf("GET %s without a token: %d, want 200", path, code)
+		}
 	}
 }
 

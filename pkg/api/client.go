@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chaoscron/chaoscron/journal"
@@ -122,14 +123,63 @@ func FilterQuery(f journal.Filter) url.Values {
 	if f.Limit != 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
+	if f.Before != 0 {
+		q.Set("before", strconv.FormatUint(f.Before, 10))
+	}
 	return q
 }
 
-// List is GET /v1/runs.
+// List is GET /v1/runs, page after page (MaxLimit runs each), until it has f.Limit runs
+// (0: all that match): the agent answers one bounded page per request, and the runs pile
+// up here, in the client, instead.
 func (c *Client) List(f journal.Filter) ([]journal.Record, error) {
-	var recs []journal.Record
-	err := c.getJSON(context.Background(), http.MethodGet, "/v1/runs", FilterQuery(f), nil, &recs)
-	return recs, err
+	want := f.Limit
+	recs := []journal.Record{}
+	for {
+		f.Limit = MaxLimit
+		if want > 0 {
+			f.Limit = min(want-len(recs), MaxLimit)
+		}
+		var page []journal.Record
+		next, err := c.page(f, &page)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, page...)
+		if next == 0 || (want > 0 && len(recs) >= want) {
+			return recs, nil
+		}
+		f.Before = next
+	}
+}
+
+// page is one GET /v1/runs; next is the before cursor of its Link rel="next" header, 0
+// when there is no next page.
+func (c *Client) page(f journal.Filter, out *[]journal.Record) (next uint64, err error) {
+	resp, err := c.do(context.Background(), http.MethodGet, "/v1/runs", FilterQuery(f), nil)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return 0, fmt.Errorf("agent socket %s: GET /v1/runs: %w", c.socket, err)
+	}
+	link := resp.Header.Get("Link")
+	if link == "" {
+		return 0, nil
+	}
+	u, rel, _ := strings.Cut(link, ";")
+	u = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(u), "<"), ">")
+	pu, perr := url.Parse(u)
+	if perr != nil || strings.TrimSpace(rel) != `rel="next"` {
+		return 0, fmt.Errorf("agent socket %s: GET /v1/runs: Link header %q: expected <url>; rel=\"next\"", c.socket, link)
+	}
+	next, perr = strconv.ParseUint(pu.Query().Get("before"), 10, 64)
+	if perr != nil || next == 0 || (f.Before != 0 && next >= f.Before) {
+		// A cursor that does not move back would page for ever.
+		return 0, fmt.Errorf("agent socket %s: GET /v1/runs: Link header %q has no usable before=", c.socket, link)
+	}
+	return next, nil
 }
 
 // Get is GET /v1/runs/{id}; an unknown id is an error matching journal.ErrNotFound.
