@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/api"
-	"github.com/chaoscron/chaoscron/pkg/testenv"
 )
 
 // TestFloodHelper is not a test: re-run with CHAOSCRON_FLOOD=addr,n it opens up to n idle
