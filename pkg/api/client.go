@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -106,6 +107,20 @@ func (c *Client) getJSON(ctx context.Context, method, path string, q url.Values,
 		return fmt.Errorf("agent socket %s: %s %s: %w", c.socket, method, path, err)
 	}
 	return nil
+}
+
+// Probe asks the agent for one of its health routes (/healthz, /readyz): nil if it answers
+// 2xx, else the agent's reason (a *StatusError) or why it could not be reached.
+func (c *Client) Probe(ctx context.Context, path string) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
+	if se := (*StatusError)(nil); errors.As(err, &se) && se.Reason != "" {
+		se.Msg += ": " + se.Reason // /readyz says why in "reason"
+	}
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, MaxBody))
+	return resp.Body.Close()
 }
 
 // FilterQuery encodes f as the query of GET /v1/runs.
