@@ -22,7 +22,9 @@ func idKey(id uint64) []byte {
 // decodeRecord decodes a stored run, after checking its seal. The key is authoritative
 // for the id. A damaged record gives a *recordError.
 func decodeRecord(id uint64, v []byte) (Record, error) {
-	js, err := unseal(id, idKey(id), v)
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	js, err := unseal(id, k[:], v)
 	if err != nil {
 		return Record{}, err
 	}

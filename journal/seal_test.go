@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -210,5 +212,97 @@ func TestRawNotUTF8Refused(t *testing.T) {
 	r.Params = json.RawMessage("{\"a\":\"\xff\"}")
 	if err := j.Begin(&r); err == nil || !strings.Contains(err.Error(), "UTF-8") {
 		t.Errorf("Begin with params that are not UTF-8: %v", err)
+	}
+}
+
+// BenchmarkEncode is the encoding of a record as Begin stores it: bare (schema 1) and
+// sealed (schema 2: the same buffer with a CRC-32C of key and JSON in front).
+func BenchmarkEncode(b *testing.B) {
+	r := newRecord("api-latency")
+	r.ID = 12345
+	b.Run("bare", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := encode(&r); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	k := idKey(r.ID)
+	b.Run("sealed", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			v, err := encodeAfter(&r, sealSize)
+			if err != nil {
+				b.Fatal(err)
+			}
+			seal(k, v)
+		}
+	})
+}
+
+// BenchmarkMigrate is the writable Open of a schema 1 journal, which seals every record
+// (fsync on): 10,000 runs, and with CHAOSCRON_BENCH_MIGRATE_BIG set a million.
+//
+//	go test -run '^$' -bench Migrate -benchtime 1x ./journal
+func BenchmarkMigrate(b *testing.B) {
+	sizes := []int{10_000}
+	if os.Getenv("CHAOSCRON_BENCH_MIGRATE_BIG") != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	for _, n := range sizes {
+		b.Run(fmt.Sprintf("runs=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				b.StopTimer()
+				path := filepath.Join(b.TempDir(), "journal.db")
+				writeJournal(b, path, n)
+				unsealAll(b, path)
+				b.StartTimer()
+				j, err := Open(path, Options{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				j.Close()
+				b.StartTimer()
+			}
+		})
+	}
+}
+
+// unsealAll rewrites a journal as schema 1 stored it.
+func unsealAll(t testing.TB, path string) {
+	t.Helper()
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	for next := uint64(1); next != 0; {
+		err := db.Update(func(tx *bbolt.Tx) error {
+			if err := tx.Bucket(bucketMeta).Put(keySchema, idKey(1)); err != nil {
+				return err
+			}
+			runs := tx.Bucket(bucketRuns)
+			var keys, vals [][]byte
+			c := runs.Cursor()
+			k, v := c.Seek(idKey(next))
+			for ; k != nil && len(keys) < 50_000; k, v = c.Next() {
+				keys, vals = append(keys, bytes.Clone(k)), append(vals, bytes.Clone(v[sealSize:]))
+			}
+			next = 0
+			if k != nil {
+				next = binary.BigEndian.Uint64(k)
+			}
+			for i := range keys {
+				if err := runs.Put(keys[i], vals[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }
