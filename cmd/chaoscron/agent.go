@@ -167,6 +167,7 @@ func newRunner(cfg *config.Config) (*runner.Runner, *journal.Journal, *slog.Logg
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	warnDamaged(log, j)
 	env, err := faultEnv(cfg, log)
 	if err == nil {
 		var r *runner.Runner

@@ -132,4 +132,9 @@ func TestJournalDamagedRecords(t *testing.T) {
 	if _, errs, code := cli(t, dir, "journal", "show", "8", "-c", cfg); code != 0 {
 		t.Errorf("show 8: exit %d: %s", code, errs)
 	}
+	// An agent-like command starts, and says which runs are damaged.
+	_, errs, code := cli(t, dir, "recover", "-c", cfg)
+	if code != 0 || !strings.Contains(errs, "damaged records") || !strings.Contains(errs, "[5,7,9]") {
+		t.Errorf("recover: exit %d, want 0 and a warning naming runs 5, 7 and 9:\n%s", code, errs)
+	}
 }
