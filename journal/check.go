@@ -3,6 +3,7 @@ package journal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -102,10 +103,13 @@ func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
 // straight away), so a damaged one would panic or fault there.
 //
 // It mirrors bbolt's own choice of meta page: the valid one with the higher txid.
-func checkFile(f *os.File) error {
+//
+// It returns the runs it found damaged (see checkTree): damage inside a record, unlike
+// damage to the file's structure, leaves every other run readable.
+func checkFile(f *os.File) (damaged []uint64, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	size := fi.Size()
 
@@ -126,13 +130,13 @@ func checkFile(f *os.File) error {
 		}
 	}
 	if pageSize == 0 {
-		return corrupt("no valid bbolt meta page in its %d bytes", size)
+		return nil, corrupt("no valid bbolt meta page in its %d bytes", size)
 	}
 	if pageSize < minPageSize || pageSize > maxPageSize || pageSize&(pageSize-1) != 0 {
-		return corrupt("implausible page size %d", pageSize)
+		return nil, corrupt("implausible page size %d", pageSize)
 	}
 	if uint64(size) < 2*pageSize {
-		return corrupt("truncated: %d bytes, shorter than the two meta pages", size)
+		return nil, corrupt("truncated: %d bytes, shorter than the two meta pages", size)
 	}
 	m0, ok0 := readMeta(f, 0)
 	m1, ok1 := readMeta(f, int64(pageSize))
@@ -148,37 +152,37 @@ func checkFile(f *os.File) error {
 	case ok1:
 		m = m1
 	default:
-		return corrupt("no valid bbolt meta page")
+		return nil, corrupt("no valid bbolt meta page")
 	}
 	if m.pageSize != pageSize {
-		return corrupt("meta pages disagree on the page size")
+		return nil, corrupt("meta pages disagree on the page size")
 	}
 
 	pages := uint64(size) / pageSize
 	if m.pgid < 4 {
-		return corrupt("implausible high-water mark: page %d", m.pgid)
+		return nil, corrupt("implausible high-water mark: page %d", m.pgid)
 	}
 	if m.pgid > pages {
-		return corrupt("truncated: %d bytes, but the last commit uses %d pages of %d bytes (%d bytes)",
+		return nil, corrupt("truncated: %d bytes, but the last commit uses %d pages of %d bytes (%d bytes)",
 			size, m.pgid, pageSize, m.pgid*pageSize)
 	}
 	if m.root < 2 || m.root >= m.pgid {
-		return corrupt("root page %d out of range [2, %d)", m.root, m.pgid)
+		return nil, corrupt("root page %d out of range [2, %d)", m.root, m.pgid)
 	}
 	if _, flags, _, err := pageHeader(f, "root", m.root, pageSize); err != nil {
-		return err
+		return nil, err
 	} else if flags != branchPageFlag && flags != leafPageFlag {
-		return corrupt("root page %d is not a tree page (flags %#x)", m.root, flags)
+		return nil, corrupt("root page %d is not a tree page (flags %#x)", m.root, flags)
 	}
 	// chaoscron always syncs the freelist: a file without one was written by someone
 	// else, and bbolt would rebuild the list by walking every page in a goroutine that
 	// panics, beyond any recover, if one is damaged.
 	if m.freelist == noFreelist {
-		return corrupt("no freelist (not written by chaoscron)")
+		return nil, corrupt("no freelist (not written by chaoscron)")
 	}
 	free, err := checkFreelist(f, m, pageSize)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return checkTree(f, m, free, size <= fullCheckBytes)
 }
@@ -260,43 +264,44 @@ func checkFreelist(f *os.File, m boltMeta, pageSize uint64) (ids []uint64, err e
 const fullCheckBytes = 16 << 20
 
 // checkTx checks, inside a read transaction, that the file is a chaoscron journal of a
-// schema this code understands, and reads everything start-up recovery will need.
-func checkTx(tx *bbolt.Tx) error {
+// schema this code understands, and reads everything start-up recovery will need. A
+// damaged open run is refused, unless tolerant: then it is returned in damaged.
+func checkTx(tx *bbolt.Tx, tolerant bool) (damaged []uint64, err error) {
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
-		return corrupt("no %q bucket", bucketMeta)
+		return nil, corrupt("no %q bucket", bucketMeta)
 	}
 	if !bytes.Equal(meta.Get(keyFormat), formatMarker) {
-		return corrupt("no chaoscron format marker in the %q bucket", bucketMeta)
+		return nil, corrupt("no chaoscron format marker in the %q bucket", bucketMeta)
 	}
 	v := meta.Get(keySchema)
 	if len(v) != 8 {
-		return corrupt("schema version is %d bytes, want 8", len(v))
+		return nil, corrupt("schema version is %d bytes, want 8", len(v))
 	}
 	switch schema := binary.BigEndian.Uint64(v); {
 	case schema == 0:
-		return corrupt("schema version 0")
+		return nil, corrupt("schema version 0")
 	case schema > SchemaVersion:
-		return &schemaError{found: schema}
+		return nil, &schemaError{found: schema}
 	}
 	if h := meta.Get(keyHalt); h != nil {
 		if _, err := decodeHalt(h); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	runs, open := tx.Bucket(bucketRuns), tx.Bucket(bucketOpen)
 	if runs == nil || open == nil {
-		return corrupt("missing %q or %q bucket", bucketRuns, bucketOpen)
+		return nil, corrupt("missing %q or %q bucket", bucketRuns, bucketOpen)
 	}
 
 	// The next Begin takes runs.NextSequence() as its id: were the sequence behind
 	// the last key, it would hand out an id that is already taken.
 	if k, _ := runs.Cursor().Last(); k != nil {
 		if len(k) != 8 {
-			return corrupt("run key of %d bytes", len(k))
+			return nil, corrupt("run key of %d bytes", len(k))
 		}
 		if id := binary.BigEndian.Uint64(k); id > runs.Sequence() {
-			return corrupt("run %d is beyond the id sequence (%d)", id, runs.Sequence())
+			return nil, corrupt("run %d is beyond the id sequence (%d)", id, runs.Sequence())
 		}
 	}
 
@@ -304,20 +309,26 @@ func checkTx(tx *bbolt.Tx) error {
 	c := open.Cursor()
 	for k, _ := c.First(); k != nil; k, _ = c.Next() {
 		if len(k) != 8 {
-			return corrupt("open-index key of %d bytes", len(k))
+			return nil, corrupt("open-index key of %d bytes", len(k))
 		}
 		id := binary.BigEndian.Uint64(k)
 		v := runs.Get(k)
 		if v == nil {
-			return corrupt("open index names run %d, which is missing", id)
+			return nil, corrupt("open index names run %d, which is missing", id)
 		}
 		r, err := decodeRecord(id, v)
-		if err != nil {
-			return err
+		if errors.Is(err, ErrDamaged) && tolerant {
+			damaged = append(damaged, id)
+			continue
+		} else if errors.Is(err, ErrDamaged) {
+			return nil, fmt.Errorf("%w; it is an open run, a fault to reverse, whose undo cannot be trusted: "+
+				"refusing to start (`chaoscron journal list` shows the rest; revert the fault by hand, then delete or restore the journal)", err)
+		} else if err != nil {
+			return nil, err
 		}
 		if !r.Open() {
-			return corrupt("open index names run %d, whose cleanup is %q", id, r.Cleanup)
+			return nil, corrupt("open index names run %d, whose cleanup is %q", id, r.Cleanup)
 		}
 	}
-	return nil
+	return damaged, nil
 }

@@ -1,12 +1,14 @@
 package journal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -247,6 +249,13 @@ func TestOpenRefusesDamage(t *testing.T) {
 		{"open run not JSON", journalThen(30, func(t *testing.T, path string) {
 			rawUpdate(t, path, func(tx *bbolt.Tx) error { return tx.Bucket(bucketRuns).Put(idKey(11), []byte("{")) })
 		}), false, "run 11"},
+		{"open run's checksum wrong", journalThen(30, func(t *testing.T, path string) {
+			rawUpdate(t, path, func(tx *bbolt.Tx) error {
+				v := bytes.Clone(tx.Bucket(bucketRuns).Get(idKey(21)))
+				v[len(v)/2] ^= 1
+				return tx.Bucket(bucketRuns).Put(idKey(21), v)
+			})
+		}), false, "run 21: damaged record: checksum mismatch; it is an open run"},
 		{"id sequence behind", journalThen(10, func(t *testing.T, path string) {
 			rawUpdate(t, path, func(tx *bbolt.Tx) error { return tx.Bucket(bucketRuns).SetSequence(3) })
 		}), false, "sequence"},
@@ -291,6 +300,8 @@ func TestOpenRefusesDamage(t *testing.T) {
 			}
 		}, false, "regular file"},
 	}
+	// A damaged open run: only a writable Open refuses it; a read-only one lists it.
+	damagedOpen := map[string]uint64{"open run not JSON": 11, "open run's checksum wrong": 21}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "journal.db")
@@ -305,6 +316,16 @@ func TestOpenRefusesDamage(t *testing.T) {
 			}
 			for _, ro := range []bool{false, true} {
 				j, err := Open(path, Options{ReadOnly: ro, Timeout: 100 * time.Millisecond})
+				if id := damagedOpen[c.name]; ro && id != 0 {
+					if err != nil {
+						t.Fatalf("read-only: %v", err)
+					}
+					if got := j.Damaged(); !slices.Equal(got, []uint64{id}) {
+						t.Errorf("read-only: Damaged() = %v, want [%d]", got, id)
+					}
+					j.Close()
+					continue
+				}
 				if err == nil {
 					j.Close()
 					t.Fatalf("read-only=%v: Open accepted it", ro)

@@ -13,21 +13,29 @@ import (
 // tick, the garbage collector's work ran on the CPU the tick's last fires waited for.
 // Whatever this writer does not handle exactly as Marshal does (a raw message that Marshal
 // would compact or escape, a time outside UTC or years 0–9999) goes to Marshal instead.
-func encode(r *Record) ([]byte, error) {
+func encode(r *Record) ([]byte, error) { return encodeAfter(r, 0) }
+
+// encodeAfter is encode into a buffer whose first head bytes are left for the caller (the
+// seal: see seal.go), so that a stored record is still one allocation.
+func encodeAfter(r *Record, head int) ([]byte, error) {
 	if !fastTime(r.ScheduledAt) || !fastTime(r.StartedAt) || !fastTime(r.AppliedAt) ||
 		!fastTime(r.EndedAt) || !fastTime(r.PlannedEnd) || !cleanRaw(r.Params) || !cleanRaw(r.Undo) {
-		return json.Marshal(r)
+		js, err := json.Marshal(r)
+		if err != nil || head == 0 {
+			return js, err
+		}
+		return append(make([]byte, head, head+len(js)), js...), nil
 	}
 	// The keys and numbers at their longest, strings as they are (escapes may grow them),
 	// and 50 bytes for each time present.
-	n := 224 + len(r.Experiment) + len(r.Fault) + len(r.Params) + len(r.Trigger) + len(r.Undo) +
+	n := head + 224 + len(r.Experiment) + len(r.Fault) + len(r.Params) + len(r.Trigger) + len(r.Undo) +
 		len(r.Error) + len(r.Reason) + len(r.Agent.Host) + len(r.Agent.Instance) + len(r.Agent.Version)
 	for _, t := range [...]time.Time{r.ScheduledAt, r.StartedAt, r.AppliedAt, r.EndedAt, r.PlannedEnd} {
 		if !t.IsZero() {
 			n += 50
 		}
 	}
-	b := make([]byte, 0, n)
+	b := make([]byte, head, n)
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, r.ID, 10)
 	b = append(b, `,"experiment":`...)

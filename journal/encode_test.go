@@ -51,6 +51,7 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 		"raw invalid":      {Params: json.RawMessage(`{"a":`)},
 		"raw null":         {Params: json.RawMessage(`null`)},
 		"raw empty":        {Params: json.RawMessage{}},
+		"raw not utf-8":    {Params: json.RawMessage("{\"a\":\"\xff\xfe\"}")}, // checkState refuses it before encode
 	}
 	for name, r := range cases {
 		t.Run(name, func(t *testing.T) { checkEncode(t, &r) })
@@ -65,6 +66,7 @@ func FuzzEncode(f *testing.F) {
 	f.Add("exp", "reason <&>", []byte(`{"a":[1,"b c"]}`), int64(0), 0, false)
 	f.Add("\xff\u2028", "", []byte(` {"x" : 1}`), int64(-9e18), 3600, true)
 	f.Add("", "\x00\"\\", []byte(`"\u2028"`), int64(1e18), -7200, false)
+	f.Add("ok", "\xe2\x80", []byte("\"\xff\""), int64(7), 0, false)
 	f.Fuzz(func(t *testing.T, s, reason string, raw []byte, nanos int64, offset int, dry bool) {
 		at := time.Unix(0, nanos).UTC()
 		if offset != 0 {

@@ -3,11 +3,13 @@ package journal
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 )
@@ -112,7 +114,11 @@ func FuzzOpen(f *testing.F) {
 				return
 			}
 			_, _ = j.OpenRuns()
-			_, _ = j.List(Filter{Limit: 5})
+			// Whatever a read returns prints as valid JSON and UTF-8, damaged or not.
+			recs, _ := j.List(Filter{Limit: 5})
+			if b, err := json.Marshal(recs); err != nil || !utf8.Valid(b) {
+				t.Fatalf("read-only=%v: List returned what prints as %q, %v", ro, b, err)
+			}
 			_, _ = j.List(Filter{Experiment: "e"})
 			_, _ = j.Stats()
 			_, _ = j.Get(3)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -25,8 +26,9 @@ import (
 )
 
 // SchemaVersion is the on-disk schema this package writes. Open refuses a journal with a
-// newer one (ErrSchema) rather than guess at records it does not understand.
-const SchemaVersion = 1
+// newer one (ErrSchema) rather than guess at records it does not understand. Schema 2
+// seals every record with a checksum (seal.go); Open migrates a schema 1 journal.
+const SchemaVersion = 2
 
 var (
 	// ErrNotFound is returned for a run id that is not in the journal.
@@ -72,6 +74,8 @@ type Journal struct {
 
 	openN  atomic.Int64 // size of the open index as committed; see OpenCount
 	txOpen int          // its change in the transaction being committed; see commit
+
+	found []uint64 // runs Open found damaged; see Damaged
 
 	mu      sync.Mutex
 	broken  error // set when a write found the file damaged; see update
@@ -119,12 +123,12 @@ func Open(path string, opt Options) (*Journal, error) {
 	// meta pages: a read-write one also loads the freelist page, and bbolt panics (or
 	// faults on a page past the end of a truncated file) if that page is damaged,
 	// before this package could check anything.
-	ro, roFile, err := openChecked(path, timeout)
+	ro, roFile, found, err := openChecked(path, timeout, opt.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
 	if opt.ReadOnly {
-		j := &Journal{db: ro, path: path, readOnly: true, file: roFile}
+		j := &Journal{db: ro, path: path, readOnly: true, file: roFile, found: found}
 		if err := j.count(); err != nil {
 			_ = ro.Close()
 			return nil, fmt.Errorf("open journal %s: %w", path, err)
@@ -158,9 +162,13 @@ func Open(path string, opt Options) (*Journal, error) {
 		}
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
-	j := &Journal{db: rw, path: path, file: rwFile}
+	j := &Journal{db: rw, path: path, file: rwFile, found: found}
 	if err := j.count(); err != nil {
 		_ = rw.Close()
+		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	}
+	if err := j.migrate(); err != nil {
+		_ = j.Close()
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	j.removeStaleTemps()
@@ -214,38 +222,54 @@ func (j *Journal) Close() error {
 // Path is the journal's file path, as given to Open.
 func (j *Journal) Path() string { return j.path }
 
-// openChecked opens path read-only and checks that it is a usable journal.
-func openChecked(path string, timeout time.Duration) (*bbolt.DB, *os.File, error) {
+// Damaged lists the runs whose records Open found damaged, in id order. Open checks
+// every record of a journal up to 16 MiB (which retention keeps it below by default)
+// and, in any journal, every open run; damage in a closed run of a bigger journal shows
+// at the first read of it. A writable Open refuses a journal with a damaged open run
+// (its undo cannot be trusted, nor may it be dropped), so for it this lists closed runs
+// only: readers skip them with a *DamagedError, and the agent goes on.
+func (j *Journal) Damaged() []uint64 { return slices.Clone(j.found) }
+
+// openChecked opens path read-only and checks that it is a usable journal. With
+// tolerant set, a damaged open run is listed with the others found damaged rather than
+// refused: a read-only journal is only read, and its readers skip damaged runs.
+func openChecked(path string, timeout time.Duration, tolerant bool) (db *bbolt.DB, f *os.File, found []uint64, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, nil, fmt.Errorf("open journal %s: %w: not a regular file", path, ErrCorrupt)
+		return nil, nil, nil, fmt.Errorf("open journal %s: %w: not a regular file", path, ErrCorrupt)
 	}
 	// An empty file is damage, not a journal waiting to be initialised: create never
 	// leaves one behind (see there). bbolt would also try to initialise it, which a
 	// read-only open cannot and must not do.
 	if fi.Size() == 0 {
-		return nil, nil, fmt.Errorf("open journal %s: %w: file is empty", path, ErrCorrupt)
+		return nil, nil, nil, fmt.Errorf("open journal %s: %w: file is empty", path, ErrCorrupt)
 	}
-	db, f, err := boltOpen(path, &bbolt.Options{ReadOnly: true, Timeout: timeout})
+	db, f, err = boltOpen(path, &bbolt.Options{ReadOnly: true, Timeout: timeout})
 	if err != nil {
-		return nil, nil, openError(path, err)
+		return nil, nil, nil, openError(path, err)
 	}
-	if err := checkFile(f); err != nil {
+	if found, err = checkFile(f); err != nil {
 		_ = db.Close()
-		return nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
+	var open []uint64
 	err = func() (err error) {
 		defer guard(&err, func(r any) error { return fmt.Errorf("%w: damaged page: %v", ErrCorrupt, r) })()
-		return db.View(checkTx)
+		return db.View(func(tx *bbolt.Tx) error {
+			open, err = checkTx(tx, tolerant)
+			return err
+		})
 	}()
 	if err != nil {
 		_ = db.Close()
-		return nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
-	return db, f, nil
+	found = append(found, open...)
+	slices.Sort(found)
+	return db, f, slices.Compact(found), nil
 }
 
 // boltOpen is bbolt.Open that cannot panic, and that hands back bbolt's file so the
@@ -284,7 +308,7 @@ func openError(path string, err error) error {
 		// wrong bbolt version, file shorter than its two meta pages), in words meant for
 		// bbolt's developers. checkFile can usually say what is wrong more plainly.
 		if f, ferr := os.Open(path); ferr == nil {
-			cerr := checkFile(f)
+			_, cerr := checkFile(f)
 			_ = f.Close()
 			if cerr != nil {
 				return fmt.Errorf("open journal %s: %w (bbolt: %v)", path, cerr, err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -21,8 +22,9 @@ type Stats struct {
 	Open         int            `json:"open"`
 	ByStatus     map[Status]int `json:"by_status"`
 	ByExperiment map[string]int `json:"by_experiment"`
-	First        time.Time      `json:"first"` // earliest StartedAt (or ScheduledAt)
-	Last         time.Time      `json:"last"`  // latest StartedAt (or ScheduledAt)
+	First        time.Time      `json:"first"`   // earliest StartedAt (or ScheduledAt)
+	Last         time.Time      `json:"last"`    // latest StartedAt (or ScheduledAt)
+	Damaged      int            `json:"damaged"` // runs not counted above: their records are damaged
 	FileBytes    int64          `json:"file_bytes"`
 	Schema       int            `json:"schema"`
 	Halted       bool           `json:"halted"`
@@ -38,13 +40,20 @@ type runSummary struct {
 	StartedAt   time.Time `json:"started_at"`
 }
 
+// decodeSummary decodes the summary of the run under key k, after checking its seal. A
+// damaged record gives a *recordError.
 func decodeSummary(k, v []byte) (runSummary, error) {
 	var s runSummary
 	if len(k) != 8 || v == nil {
 		return s, corrupt("run key %x is not a run", k)
 	}
-	if err := json.Unmarshal(v, &s); err != nil {
-		return s, corrupt("run %d: %v", binary.BigEndian.Uint64(k), err)
+	id := binary.BigEndian.Uint64(k)
+	js, err := unseal(id, k, v)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(js, &s); err != nil {
+		return s, &recordError{id, err.Error()}
 	}
 	return s, nil
 }
@@ -59,9 +68,11 @@ func (s *runSummary) started() time.Time {
 	return s.StartedAt
 }
 
-// Stats reads the whole journal: O(runs).
+// Stats reads the whole journal: O(runs). Damaged runs are counted in Damaged and
+// reported as a *DamagedError, which comes with the stats of the rest.
 func (j *Journal) Stats() (Stats, error) {
 	s := Stats{ByStatus: map[Status]int{}, ByExperiment: map[string]int{}}
+	var skip skipped
 	err := j.view(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if v := meta.Get(keySchema); len(v) == 8 {
@@ -79,7 +90,10 @@ func (j *Journal) Stats() (Stats, error) {
 		c = tx.Bucket(bucketRuns).Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
 			r, err := decodeSummary(k, v)
-			if err != nil {
+			if skip.add(err) {
+				s.Damaged++
+				continue
+			} else if err != nil {
 				return err
 			}
 			s.Runs++
@@ -104,7 +118,7 @@ func (j *Journal) Stats() (Stats, error) {
 		return Stats{}, fmt.Errorf("journal stats: %w", err)
 	}
 	s.FileBytes = fi.Size()
-	return s, nil
+	return s, skip.err(j.path)
 }
 
 // pruneBatch is how many runs one Prune transaction deletes at most. Each deletion
@@ -180,7 +194,10 @@ func (j *Journal) pruneOnce(excess *int, cutoff time.Time) (n int, more bool, er
 				break
 			}
 			r, err := decodeSummary(k, v)
-			if err != nil {
+			if errors.Is(err, ErrDamaged) {
+				// Kept, like an open run: it may be one, and it is evidence.
+				continue
+			} else if err != nil {
 				return err
 			}
 			if r.open() {

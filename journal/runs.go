@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode/utf8"
 
 	"go.etcd.io/bbolt"
 )
@@ -18,11 +19,18 @@ func idKey(id uint64) []byte {
 	return k
 }
 
-// decodeRecord decodes a stored run. The key is authoritative for the id.
+// decodeRecord decodes a stored run, after checking its seal. The key is authoritative
+// for the id. A damaged record gives a *recordError.
 func decodeRecord(id uint64, v []byte) (Record, error) {
+	var k [8]byte
+	binary.BigEndian.PutUint64(k[:], id)
+	js, err := unseal(id, k[:], v)
+	if err != nil {
+		return Record{}, err
+	}
 	var r Record
-	if err := json.Unmarshal(v, &r); err != nil {
-		return Record{}, corrupt("run %d: %v", id, err)
+	if err := json.Unmarshal(js, &r); err != nil {
+		return Record{}, &recordError{id, err.Error()}
 	}
 	r.ID = id
 	return r, nil
@@ -34,6 +42,14 @@ func decodeAt(k, v []byte) (Record, error) {
 		return Record{}, corrupt("run key %x is not a run", k)
 	}
 	return decodeRecord(binary.BigEndian.Uint64(k), v)
+}
+
+// damage names the journal in a damaged record's error.
+func (j *Journal) damage(err error) error {
+	if errors.Is(err, ErrDamaged) {
+		return fmt.Errorf("journal %s: %w", j.path, err)
+	}
+	return err
 }
 
 // checkState refuses a record whose status or cleanup is not one of the known values.
@@ -50,6 +66,11 @@ func checkState(r *Record) error {
 	default:
 		return fmt.Errorf("unknown cleanup %q", r.Cleanup)
 	}
+	// Strings are written escaped, but raw params and undo as they are: bytes that are
+	// not UTF-8 there would be printed as they are too (and read back as damage).
+	if !utf8.Valid(r.Params) || !utf8.Valid(r.Undo) {
+		return errors.New("params or undo are not valid UTF-8")
+	}
 	return nil
 }
 
@@ -63,11 +84,12 @@ func put(tx *bbolt.Tx, r *Record) (opened int, err error) {
 // putOpen is put for a caller that knows whether run r is in the open index now (had),
 // which saves a look-up in a write that makes several.
 func putOpen(tx *bbolt.Tx, r *Record, had bool) (opened int, err error) {
-	v, err := encode(r)
+	v, err := encodeAfter(r, sealSize)
 	if err != nil {
 		return 0, fmt.Errorf("encode run %d: %w", r.ID, err)
 	}
 	k := idKey(r.ID)
+	seal(k, v)
 	runs := tx.Bucket(bucketRuns)
 	// Ids only grow, so runs are appended at the right edge of the tree, where bbolt's
 	// default split (half full) would leave every page half empty for good. Measured on
@@ -195,7 +217,7 @@ func (j *Journal) Update(id uint64, fn func(*Record) error) (Record, error) {
 		}
 		r, err := decodeRecord(id, v)
 		if err != nil {
-			return err
+			return j.damage(err)
 		}
 		// A panic in fn is the caller's bug, not damage to the file: keep it apart from
 		// what the guard around the transaction would report as ErrCorrupt.
@@ -269,7 +291,7 @@ func (j *Journal) Get(id uint64) (Record, error) {
 		}
 		var err error
 		r, err = decodeRecord(id, v)
-		return err
+		return j.damage(err)
 	})
 	if err != nil {
 		return Record{}, fmt.Errorf("get run %d: %w", id, err)
@@ -292,7 +314,8 @@ func (j *Journal) OpenRuns() ([]Record, error) {
 			}
 			r, err := decodeAt(k, v)
 			if err != nil {
-				return err
+				// Never skipped: an open run holds a fault to reverse.
+				return j.damage(err)
 			}
 			out = append(out, r)
 		}
@@ -360,12 +383,14 @@ func (f *Filter) filters() bool { return f.Experiment != "" || f.Status != "" ||
 // List returns the runs f selects, newest first. It walks back from the newest run and
 // stops as soon as it has f.Limit of them, so a limit alone costs O(limit) however long
 // the journal is; the other filters cost a walk until enough runs match (all of them,
-// without a limit).
+// without a limit). Damaged runs are skipped: they come back as a *DamagedError, with
+// the other runs.
 func (j *Journal) List(f Filter) ([]Record, error) {
 	if f.Limit < 0 {
 		return nil, fmt.Errorf("list runs: negative limit %d", f.Limit)
 	}
 	out := []Record{}
+	var skip skipped
 	err := j.view(func(tx *bbolt.Tx) error {
 		c := tx.Bucket(bucketRuns).Cursor()
 		var k, v []byte
@@ -382,7 +407,9 @@ func (j *Journal) List(f Filter) ([]Record, error) {
 			// and undo decoded.
 			if f.filters() {
 				sum, err := decodeSummary(k, v)
-				if err != nil {
+				if skip.add(err) {
+					continue
+				} else if err != nil {
 					return err
 				}
 				if !f.match(&sum) {
@@ -390,7 +417,9 @@ func (j *Journal) List(f Filter) ([]Record, error) {
 				}
 			}
 			r, err := decodeAt(k, v)
-			if err != nil {
+			if skip.add(err) {
+				continue
+			} else if err != nil {
 				return err
 			}
 			out = append(out, r)
@@ -403,7 +432,7 @@ func (j *Journal) List(f Filter) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list runs: %w", err)
 	}
-	return out, nil
+	return out, skip.err(j.path)
 }
 
 // eachBatch is how many runs Each reads per read transaction.
@@ -414,19 +443,27 @@ const eachBatch = 512
 // read transaction would hold off a writer that needs to grow the file's memory map,
 // that is, hold off the next Begin while an export trickles out to a slow client. fn may
 // therefore be slow, or call other Journal methods. A run committed while Each is under
-// way is seen if its id is past the batch being read.
+// way is seen if its id is past the batch being read. Damaged runs are skipped, and
+// reported at the end as a *DamagedError, once fn has had every other run.
 func (j *Journal) Each(fn func(Record) error) error {
-	var after uint64 // id of the last run passed to fn; ids start at 1
+	var skip skipped
+	var after uint64 // id of the last run read; ids start at 1
 	for {
 		batch := make([]Record, 0, eachBatch)
+		read := 0 // runs read, damaged ones included
 		err := j.view(func(tx *bbolt.Tx) error {
 			c := tx.Bucket(bucketRuns).Cursor()
 			k, v := c.Seek(idKey(after + 1))
-			for ; k != nil && len(batch) < eachBatch; k, v = c.Next() {
+			for ; k != nil && read < eachBatch; k, v = c.Next() {
+				read++
 				r, err := decodeAt(k, v)
-				if err != nil {
+				if skip.add(err) {
+					after = binary.BigEndian.Uint64(k)
+					continue
+				} else if err != nil {
 					return err
 				}
+				after = r.ID
 				batch = append(batch, r)
 			}
 			return nil
@@ -439,9 +476,8 @@ func (j *Journal) Each(fn func(Record) error) error {
 				return err
 			}
 		}
-		if len(batch) < eachBatch || batch[len(batch)-1].ID == ^uint64(0) {
-			return nil
+		if read < eachBatch || after == ^uint64(0) {
+			return skip.err(j.path)
 		}
-		after = batch[len(batch)-1].ID
 	}
 }

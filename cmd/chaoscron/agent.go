@@ -107,6 +107,15 @@ func openJournal(path string) (*journal.Journal, error) {
 	return j, err
 }
 
+// warnDamaged logs the closed runs Open found damaged (a damaged open run fails Open
+// itself). The agent goes on: they are history, and `journal list` skips them.
+func warnDamaged(log *slog.Logger, j *journal.Journal) {
+	if ids := j.Damaged(); len(ids) > 0 {
+		log.Warn("journal has damaged records; they are skipped by the journal commands",
+			"journal", j.Path(), "runs", ids)
+	}
+}
+
 func newAgent() journal.Agent {
 	host, _ := os.Hostname()
 	b := make([]byte, 4)
@@ -158,6 +167,7 @@ func newRunner(cfg *config.Config) (*runner.Runner, *journal.Journal, *slog.Logg
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	warnDamaged(log, j)
 	env, err := faultEnv(cfg, log)
 	if err == nil {
 		var r *runner.Runner

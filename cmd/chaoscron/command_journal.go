@@ -106,10 +106,14 @@ func newJournalList() *cobra.Command {
 			}
 			defer j.Close()
 			recs, err := j.List(f)
+			damaged, err := skipDamaged(err)
 			if err != nil {
 				return err
 			}
-			return printRecords(c.OutOrStdout(), o.output, recs...)
+			if err := printRecords(c.OutOrStdout(), o.output, recs...); err != nil {
+				return err
+			}
+			return damaged
 		},
 	}
 	o.addFlags(c, true)
@@ -171,17 +175,24 @@ func newJournalStats() *cobra.Command {
 			}
 			defer j.Close()
 			st, err := j.Stats()
+			damaged, err := skipDamaged(err)
 			if err != nil {
 				return err
 			}
 			w := c.OutOrStdout()
 			if o.output == "json" {
-				return writeJSON(w, st)
+				if err := writeJSON(w, st); err != nil {
+					return err
+				}
+				return damaged
 			}
 			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(tw, "file\t%s (%d bytes, schema %d)\n", path, st.FileBytes, st.Schema)
 			fmt.Fprintf(tw, "runs\t%d\n", st.Runs)
 			fmt.Fprintf(tw, "open runs\t%d\n", st.Open)
+			if st.Damaged > 0 {
+				fmt.Fprintf(tw, "damaged runs\t%d (not counted)\n", st.Damaged)
+			}
 			fmt.Fprintf(tw, "halted\t%t\n", st.Halted)
 			if !st.First.IsZero() {
 				fmt.Fprintf(tw, "first\t%s\nlast\t%s\n", st.First.Format(time.RFC3339), st.Last.Format(time.RFC3339))
@@ -192,7 +203,10 @@ func newJournalStats() *cobra.Command {
 			for e, n := range st.ByExperiment {
 				fmt.Fprintf(tw, "experiment %s\t%d\n", e, n)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return damaged
 		},
 	}
 	o.addFlags(c, true)
@@ -266,14 +280,29 @@ func newJournalExport() *cobra.Command {
 				enc := json.NewEncoder(bw)
 				err = j.Each(func(r journal.Record) error { return enc.Encode(r) })
 			}
+			damaged, err := skipDamaged(err)
 			if err != nil {
 				return err
 			}
-			return bw.Flush()
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			return damaged
 		},
 	}
 	o.addFlags(c, false)
 	return c
+}
+
+// skipDamaged splits a read's error: damaged runs the read skipped (a
+// *journal.DamagedError, naming the file and the runs), which the command reports after
+// printing the rest, with exit code 1, and any other error, which fails it outright.
+func skipDamaged(err error) (damaged, fatal error) {
+	var de *journal.DamagedError
+	if errors.As(err, &de) {
+		return err, nil
+	}
+	return nil, err
 }
 
 // printRecords prints runs as a table or as a JSON array.

@@ -77,6 +77,7 @@ func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Co
 		return err
 	}
 	defer j.Close()
+	warnDamaged(log, j)
 
 	agent := newAgent()
 	log = log.With("instance", agent.Instance)
