@@ -108,23 +108,39 @@ func TestJournalDamagedRecords(t *testing.T) {
 			}
 		}},
 	}
-	for _, c := range cases {
-		t.Run(strings.Join(c.args, " "), func(t *testing.T) {
-			out, errs, code := cli(t, dir, append(append([]string{"journal"}, c.args...), "-c", cfg)...)
-			if !utf8.ValidString(out) {
-				t.Errorf("output is not valid UTF-8: %q", out)
-			}
-			c.check(t, out)
-			if code != 1 {
-				t.Errorf("exit %d, want 1", code)
-			}
-			for _, want := range []string{jp, "run 5:", "run 7:", "run 9:", "checksum mismatch"} {
-				if !strings.Contains(errs, want) {
-					t.Errorf("stderr does not say %q:\n%s", want, errs)
+	reads := func(t *testing.T) {
+		for _, c := range cases {
+			t.Run(strings.Join(c.args, " "), func(t *testing.T) {
+				out, errs, code := cli(t, dir, append(append([]string{"journal"}, c.args...), "-c", cfg)...)
+				if !utf8.ValidString(out) {
+					t.Errorf("output is not valid UTF-8: %q", out)
 				}
-			}
-		})
+				c.check(t, out)
+				if code != 1 {
+					t.Errorf("exit %d, want 1", code)
+				}
+				for _, want := range []string{jp, "run 5:", "run 7:", "run 9:", "checksum mismatch"} {
+					if !strings.Contains(errs, want) {
+						t.Errorf("stderr does not say %q:\n%s", want, errs)
+					}
+				}
+			})
+		}
 	}
+	t.Run("file", reads)
+	// While an agent holds the journal, the same reads go through its socket and must say
+	// the same: the damaged runs travel in a header (a trailer for export).
+	agentCfg := writeConfig(t, dir, fmt.Sprintf("agent: {listen: \"off\"}\njournal: {path: %s}\nexperiments: []\n", jp))
+	a := startAgent(t, dir, "-c", agentCfg)
+	eventually(t, 20*time.Second, "the agent to hold the journal", func() bool {
+		_, _, code := cli(t, dir, "probe", "ready", "-c", cfg)
+		return code == 0
+	})
+	t.Run("agent", reads)
+	if code := a.stop(); code != 0 {
+		t.Fatalf("agent exited %d:\n%s", code, a.log)
+	}
+
 	// show names the run and the file; an undamaged run still shows.
 	if _, errs, code := cli(t, dir, "journal", "show", "7", "-c", cfg); code != 1 || !strings.Contains(errs, jp) || !strings.Contains(errs, "run 7") {
 		t.Errorf("show 7: exit %d, stderr %q; want 1, naming %s and run 7", code, errs, jp)

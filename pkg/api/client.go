@@ -150,6 +150,7 @@ func FilterQuery(f journal.Filter) url.Values {
 func (c *Client) List(f journal.Filter) ([]journal.Record, error) {
 	want := f.Limit
 	recs := []journal.Record{}
+	var bad *journal.DamagedError // the damaged runs of every page
 	for {
 		f.Limit = MaxLimit
 		if want > 0 {
@@ -157,11 +158,21 @@ func (c *Client) List(f journal.Filter) ([]journal.Record, error) {
 		}
 		var page []journal.Record
 		next, err := c.page(f, &page)
-		if err != nil {
+		var de *journal.DamagedError
+		if errors.As(err, &de) {
+			if bad == nil {
+				bad = de
+			} else {
+				bad.Runs, bad.Errs = append(bad.Runs, de.Runs...), append(bad.Errs, de.Errs...)
+			}
+		} else if err != nil {
 			return nil, err
 		}
 		recs = append(recs, page...)
 		if next == 0 || (want > 0 && len(recs) >= want) {
+			if bad != nil {
+				return recs, bad
+			}
 			return recs, nil
 		}
 		f.Before = next
@@ -179,6 +190,12 @@ func (c *Client) page(f journal.Filter, out *[]journal.Record) (next uint64, err
 	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
 		return 0, fmt.Errorf("agent socket %s: GET /v1/runs: %w", c.socket, err)
 	}
+	// Damaged runs the agent skipped come with the page, as journal.List returns them.
+	defer func() {
+		if err == nil {
+			err = parseDamaged(resp.Header.Get(DamagedHeader))
+		}
+	}()
 	link := resp.Header.Get("Link")
 	if link == "" {
 		return 0, nil
@@ -207,8 +224,15 @@ func (c *Client) Get(id uint64) (journal.Record, error) {
 // Stats is GET /v1/stats.
 func (c *Client) Stats() (journal.Stats, error) {
 	var st journal.Stats
-	err := c.getJSON(context.Background(), http.MethodGet, "/v1/stats", nil, nil, &st)
-	return st, err
+	resp, err := c.do(context.Background(), http.MethodGet, "/v1/stats", nil, nil)
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("agent socket %s: GET /v1/stats: %w", c.socket, err)
+	}
+	return st, parseDamaged(resp.Header.Get(DamagedHeader))
 }
 
 // Each is GET /v1/export, calling fn for every record, oldest first.
@@ -240,7 +264,7 @@ func (c *Client) Export(ctx context.Context, fn func(line []byte) error) error {
 	if err := sc.Err(); err != nil {
 		return fmt.Errorf("agent socket %s: export: %w", c.socket, err)
 	}
-	return nil
+	return parseDamaged(resp.Trailer.Get(DamagedHeader)) // read once the body is
 }
 
 // Experiments is GET /v1/experiments.

@@ -49,7 +49,7 @@ func (s *server) listRuns(w http.ResponseWriter, r *http.Request) {
 	page = min(page, MaxLimit)
 	f.Limit = page + 1 // one more, to know whether there is a next page
 	recs, err := s.opt.Journal.List(f)
-	if err != nil {
+	if !served(w, err) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
@@ -155,7 +155,7 @@ func (s *server) getRun(w http.ResponseWriter, r *http.Request) {
 // stats is GET /v1/stats: journal.Stats.
 func (s *server) stats(w http.ResponseWriter, _ *http.Request) {
 	st, err := s.opt.Journal.Stats()
-	if err != nil {
+	if !served(w, err) {
 		writeError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
@@ -167,6 +167,7 @@ func (s *server) stats(w http.ResponseWriter, _ *http.Request) {
 // the client sees as a truncated body (no final newline or a short count).
 func (s *server) export(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Trailer", DamagedHeader)
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
 	wrote := false
@@ -177,6 +178,11 @@ func (s *server) export(w http.ResponseWriter, _ *http.Request) {
 		wrote = true
 		return enc.Encode(rec)
 	})
+	if h := damaged(err); h != "" {
+		_ = bw.Flush()
+		w.Header().Set(DamagedHeader, h) // the trailer: damage is known only at the end
+		return
+	}
 	if err != nil {
 		if !wrote {
 			writeError(w, http.StatusInternalServerError, err.Error())
