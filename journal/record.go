@@ -42,7 +42,7 @@ type Record struct {
 	Experiment  string          `json:"experiment"`
 	Fault       string          `json:"fault"`
 	Params      json.RawMessage `json:"params,omitempty"`
-	Trigger     string          `json:"trigger"` // schedule | fire | api | demo
+	Trigger     string          `json:"trigger"` // schedule | fire | api | sweep (runner.Trigger*)
 	ScheduledAt time.Time       `json:"scheduled_at,omitzero"`
 	StartedAt   time.Time       `json:"started_at,omitzero"`
 	AppliedAt   time.Time       `json:"applied_at,omitzero"`

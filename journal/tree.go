@@ -73,8 +73,7 @@ type tree struct {
 //
 // A read per page, even where every page is read: reading the whole file into memory at
 // once was faster only in a process whose heap had grown before. At an agent's start, the
-// fresh pages of heap cost more than the reads (a journal of 10,000 runs, 8 MB: 97 ms to
-// open, against 8–13 ms a page at a time).
+// fresh pages of heap cost more than the reads (figures in docs/performance.md).
 func (t *tree) span(buf *[]byte, off, n uint64) ([]byte, error) {
 	if uint64(cap(*buf)) < n {
 		*buf = make([]byte, n)

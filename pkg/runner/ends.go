@@ -6,8 +6,8 @@ import (
 )
 
 // ends orders one fault type's runs in place by planned end (a min-heap), so that the
-// planned-end gauge costs O(log n) per run started or ended. A walk of every active run
-// instead, twice per run, was 7% of the agent's CPU with 200 runs on a tick.
+// planned-end gauge costs O(log n) per run started or ended, not a walk of every active run
+// (which showed in profiles of 200 runs on a tick: docs/performance.md).
 type ends []*run
 
 func (h ends) Len() int           { return len(h) }

@@ -39,11 +39,10 @@ type Entry struct {
 // that Stop cancels, and makes jitter waits cancellable. It is safe for concurrent use,
 // including from inside its own jobs (a job may call NextFire, Add or Remove).
 //
-// The loop is its own rather than cron.Cron's because of punctuality. With 200 entries on
-// one tick, cron.Cron started its calls 2.2–4.1 ms after the tick (median; p99 3.1–8.3 ms),
-// this loop 0.6–0.8 ms (p99 0.9–1.6 ms), measured side by side: cron computes each entry's
-// next time and logs between starting one call and the next, and sorts every entry on every
-// wake. This loop starts every due call first and does its bookkeeping afterwards. It also
+// The loop is its own rather than cron.Cron's because of punctuality (BenchmarkPunctuality
+// measures both side by side; docs/performance.md has the figures): cron computes each
+// entry's next time and logs between starting one call and the next, and sorts every entry
+// on every wake. This loop starts every due call first and does its bookkeeping afterwards. It also
 // knows the tick each call fires for, which cron does not pass to its jobs.
 type Scheduler struct {
 	loc *time.Location
@@ -199,9 +198,9 @@ func (l *lags) margin() time.Duration {
 
 // run fires due entries until ctx ends.
 //
-// It wakes a little before each tick and spins the rest of the way. A timer alone came
-// 0.3–3 ms late here, a different amount each tick: an idle virtual CPU is halted, and the
-// host takes its time to wake it. The margin follows the lateness seen on recent wake-ups.
+// It wakes a little before each tick and spins the rest of the way. A timer alone comes late
+// by a different amount each tick on a virtual machine (milliseconds: an idle virtual CPU is
+// halted, and the host takes its time to wake it). The margin follows the lateness seen on recent wake-ups.
 func (s *Scheduler) run(ctx context.Context) {
 	defer close(s.done)
 	timer := time.NewTimer(time.Hour)
