@@ -26,6 +26,7 @@ var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 func (r *report) validate(c *Config) {
 	r.validateAgent(c)
 	r.validateJournal(&c.Journal)
+	r.validateAPI(c)
 	r.validateWindows(c, "windows", c.Windows)
 	r.validateWindows(c, "blackouts", c.Blackouts)
 	r.validateExperiments(c)
