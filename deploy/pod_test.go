@@ -113,7 +113,12 @@ func podInside(t *testing.T) {
 	appPid := app.Process.Pid
 
 	cfg := filepath.Join(dir, "config.yaml")
-	jpath := filepath.Join(dir, "journal.db")
+	// The journal directory as the container has it: an emptyDir is mode 0777, and the
+	// journal lives in a directory of its own in it, which the agent creates 0700.
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	jpath := filepath.Join(dir, "journal", "journal.db")
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, `
 agent:
   listen: ":8000"

@@ -101,7 +101,8 @@ var (
 // 0600) unless it exists or opt.ReadOnly is set. The file is checked before use: a file
 // that is not a chaoscron journal, or is truncated or otherwise damaged where Open can
 // see it, gives an error wrapping ErrCorrupt and naming the path. A journal held by
-// another process gives ErrLocked after opt.Timeout.
+// another process gives ErrLocked after opt.Timeout. A writable open refuses, with
+// ErrUntrusted, a journal that another user could have written (see trusted).
 func Open(path string, opt Options) (*Journal, error) {
 	if path == "" {
 		return nil, errors.New("open journal: empty path")
@@ -113,7 +114,13 @@ func Open(path string, opt Options) (*Journal, error) {
 	deadline := time.Now().Add(timeout)
 
 	if !opt.ReadOnly {
+		if err := trusted(path); err != nil {
+			return nil, err
+		}
 		if err := create(path, timeout); err != nil {
+			return nil, err
+		}
+		if err := trusted(path); err != nil {
 			return nil, err
 		}
 	}

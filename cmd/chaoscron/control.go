@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/api"
@@ -63,24 +62,10 @@ func apiError(err error) error {
 
 // apiToken is the bearer token for mutating calls on the network listener: the contents of
 // api.token_file, else the variable api.token_env names. "" means none: the network
-// listener then serves no /v1 routes at all.
+// listener then serves no /v1 routes at all. A token file others can read or change, or a
+// token under 16 bytes, is an error (see config.API.Token).
 func apiToken(cfg *config.Config) (string, error) {
-	if f := cfg.API.TokenFile; f != "" {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return "", fmt.Errorf("api.token_file: %w", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("api.token_file %s is empty", f)
-		}
-		return tok, nil
-	}
-	name := cfg.API.TokenEnv
-	if name == "" {
-		name = config.DefaultTokenEnv
-	}
-	return strings.TrimSpace(os.Getenv(name)), nil
+	return cfg.API.Token(os.Getenv)
 }
 
 // serveSocket serves h on the unix socket next to the journal until the returned server is

@@ -207,7 +207,7 @@ func TestJournalFromEnvironment(t *testing.T) {
 func TestNetworkToken(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok-123\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok-0123456789abcdef\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
@@ -256,10 +256,10 @@ experiments:
 	if json.Unmarshal([]byte(out), &st) != nil || st.Halted || st.Runs != 0 || len(fills(t, dir)) != 0 {
 		t.Fatalf("refused calls changed the agent: %s", out)
 	}
-	if code := post("/v1/experiments/fill/fire", "tok-123"); code != http.StatusCreated {
+	if code := post("/v1/experiments/fill/fire", "tok-0123456789abcdef"); code != http.StatusCreated {
 		t.Fatalf("fire with the token: %d", code)
 	}
-	if code := post("/v1/halt", "tok-123"); code != http.StatusOK || len(fills(t, dir)) != 0 {
+	if code := post("/v1/halt", "tok-0123456789abcdef"); code != http.StatusOK || len(fills(t, dir)) != 0 {
 		t.Fatalf("halt with the token: %d, %d fill files", code, len(fills(t, dir)))
 	}
 	if code := a.stop(); code != 0 {

@@ -120,7 +120,8 @@ type Window struct {
 // Experiment is one named, scheduled fault.
 type Experiment struct {
 	// Name identifies the experiment in the journal, metrics and the CLI; it matches
-	// [a-z0-9][a-z0-9-_.]* because it becomes label values and file names.
+	// [a-z0-9][a-z0-9-_.]*, at most 63 characters, because it becomes label values and
+	// file names.
 	Name string `koanf:"name"`
 	// Schedule is a cron expression: 5 or 6 fields, @every, @hourly, CRON_TZ=...
 	Schedule string `koanf:"schedule"`

@@ -38,7 +38,7 @@ journal:
 	t.Setenv("CHAOSCRON_JOURNAL__PATH", "/from/env.db")
 	t.Setenv("CHAOSCRON_JOURNAL__MAX_AGE", "48h")
 	t.Setenv("CHAOSCRON_JOURNAL__RECORD_SKIPS", "1")
-	t.Setenv("CHAOSCRON_TOKEN", "secret") // the API token, not a config key: ignored
+	t.Setenv("CHAOSCRON_TOKEN", "secret-0123456789") // the API token, not a config key: ignored
 
 	cfg, err := Load(file, map[string]any{
 		"agent.max_active": 7,

@@ -7,6 +7,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"github.com/chaoscron/chaoscron/pkg/fault"
 )
 
 // Error is one problem with the configuration, placed as precisely as we can: the file (or
@@ -40,8 +43,58 @@ func (e *Error) Error() string {
 	if e.Path != "" {
 		b.WriteString(e.Path + ": ")
 	}
-	b.WriteString(e.Msg)
+	b.WriteString(clipMsg(e.Msg))
 	return b.String()
+}
+
+// maxMsg bounds one message whatever it echoes; clipMsg's quoted values keep real
+// messages far below it.
+const maxMsg = 1024
+
+// clipMsg cuts every quoted value in msg to fault.EchoMax bytes, telling its length, and
+// the whole message to maxMsg. Values are quoted by this package, by the fault packages and
+// by the schedule parser; cutting them here, where every message is formatted, keeps
+// `chaoscron validate` of a megabyte-long value to a few lines.
+func clipMsg(msg string) string {
+	if len(msg) <= fault.EchoMax+2 {
+		return msg
+	}
+	var b strings.Builder
+	for rest := msg; ; {
+		i := strings.IndexByte(rest, '"')
+		if i < 0 {
+			b.WriteString(rest)
+			break
+		}
+		b.WriteString(rest[:i])
+		q, err := strconv.QuotedPrefix(rest[i:])
+		if err != nil {
+			// A quote that starts no quoted value: nothing to cut up to the line's end
+			// (skipping there keeps this linear).
+			j := strings.IndexByte(rest[i:], '\n')
+			if j < 0 {
+				b.WriteString(rest[i:])
+				break
+			}
+			b.WriteString(rest[i : i+j])
+			rest = rest[i+j:]
+			continue
+		}
+		rest = rest[i+len(q):]
+		if v, err := strconv.Unquote(q); err == nil && len(v) > fault.EchoMax {
+			q = fault.Quote(v)
+		}
+		b.WriteString(q)
+	}
+	out := b.String()
+	if len(out) > maxMsg {
+		cut := maxMsg
+		for cut > 0 && !utf8.RuneStart(out[cut]) {
+			cut--
+		}
+		out = out[:cut] + "…(" + strconv.Itoa(len(out)) + " bytes)"
+	}
+	return out
 }
 
 // Unwrap returns the underlying error, e.g. the fs.PathError of an unreadable file.
@@ -98,6 +151,10 @@ func (p path) String() string {
 		case int:
 			fmt.Fprintf(&b, "[%d]", s)
 		case string:
+			if len(s) > fault.EchoMax {
+				b.WriteString("[" + fault.Quote(s) + "]") // a key can be a mistake as long as any value
+				continue
+			}
 			if !plainKey.MatchString(s) {
 				b.WriteString("[" + strconv.Quote(s) + "]")
 				continue

@@ -31,6 +31,8 @@ func TestBadConfigs(t *testing.T) {
 		"disk-percent.yaml":       "8:7 experiments[0].fault.percent",
 		"duplicate-key.yaml":      "4:0 ",
 		"duplicate-name.yaml":     "7:5 experiments[1].name",
+		"huge-value.yaml":         "4:3 agent.timezone",
+		"long-name.yaml":          "2:3 windows.wwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwwww",
 		"many-errors.yaml":        "2:3 agent.max_active",
 		"missing-fault.yaml":      "2:5 experiments[0].fault",
 		"negative-jitter.yaml":    "4:5 experiments[0].jitter",

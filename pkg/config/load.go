@@ -125,6 +125,9 @@ func load(name string, data []byte, environ func() []string, overrides map[strin
 	}
 
 	r := newReport(name, root, origins)
+	if environ != nil {
+		r.getenv = envLookup(environ())
+	}
 	raw := k.Raw() // a deep copy: the shape check may edit it
 	r.shapeStruct(nil, raw, reflect.TypeFor[Config]())
 	r.raw = raw
@@ -157,6 +160,17 @@ func envKey(name string) (string, bool) {
 		return "", false
 	}
 	return strings.ReplaceAll(strings.ToLower(rest), "__", "."), true
+}
+
+// envLookup is os.Getenv over the variables environ listed.
+func envLookup(vars []string) func(string) string {
+	m := make(map[string]string, len(vars))
+	for _, kv := range vars {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			m[k] = v
+		}
+	}
+	return func(k string) string { return m[k] }
 }
 
 func splitKey(key, delim string) path {

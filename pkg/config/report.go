@@ -20,8 +20,9 @@ type report struct {
 	root    *yaml.Node // the file's YAML, for lines; nil without a file
 	origins []origin   // highest precedence first
 	errs    Errors
-	seen    map[string]bool // paths with a problem already, so each mistake is told once
-	raw     map[string]any  // the merged, checked layers: what was set at all
+	seen    map[string]bool     // paths with a problem already, so each mistake is told once
+	raw     map[string]any      // the merged, checked layers: what was set at all
+	getenv  func(string) string // the environment the config was loaded with; nil without one
 }
 
 func newReport(file string, root *yaml.Node, origins []origin) *report {

@@ -222,6 +222,9 @@ func structFields(t reflect.Type) (map[string]reflect.StructField, []string) {
 func unknownKey(k string, known []string) string {
 	best, bestDist := "", 3 // suggest only close matches: a typo, not a different word
 	for _, n := range known {
+		if len(k) > len(n)+bestDist {
+			continue // too far apart already; and a megabyte-long key costs no time
+		}
 		if d := editDistance(strings.ToLower(k), n); d < bestDist {
 			best, bestDist = n, d
 		}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	"github.com/chaoscron/chaoscron/pkg/schedule"
@@ -20,12 +21,23 @@ import (
 // journal keys and file names, so no spaces, slashes, capitals or leading punctuation.
 var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
 
+// MaxNameLen is the longest name of an experiment, window or blackout: 63 characters,
+// Kubernetes' limit for a label value. An experiment's name becomes a metric label; the
+// others are logged and journaled with every skip, and a name is for people to read.
+const MaxNameLen = 63
+
+func nameTooLong(name string) string {
+	return fmt.Sprintf("name %s is %d characters long; at most %d, like a Kubernetes label value",
+		fault.Quote(name), utf8.RuneCountInString(name), MaxNameLen)
+}
+
 // validate checks the decoded config for everything the shape check could not see: ranges,
 // cross-references, cron expressions, regular expressions and each fault's own parameters.
 // Paths the shape check already reported are skipped, so one mistake gives one message.
 func (r *report) validate(c *Config) {
 	r.validateAgent(c)
 	r.validateJournal(&c.Journal)
+	r.validateAPI(c)
 	r.validateWindows(c, "windows", c.Windows)
 	r.validateWindows(c, "blackouts", c.Blackouts)
 	r.validateExperiments(c)
@@ -120,6 +132,9 @@ func (r *report) validateWindows(c *Config, section string, ws map[string]Window
 	for _, name := range sortedKeys(ws) {
 		w := ws[name]
 		p := path{section, name}
+		if utf8.RuneCountInString(name) > MaxNameLen {
+			r.check(false, p, "%s", nameTooLong(name))
+		}
 		r.validateSchedule(c, p.key("schedule"), w.Schedule)
 		r.checkPositive(p.key("duration"), w.Duration, "how long the window stays open")
 	}
@@ -155,6 +170,8 @@ func (r *report) validateExperiments(c *Config) {
 		switch {
 		case e.Name == "":
 			r.check(false, p.key("name"), "missing: every experiment needs a name")
+		case utf8.RuneCountInString(e.Name) > MaxNameLen:
+			r.check(false, p.key("name"), "%s", nameTooLong(e.Name))
 		case !namePattern.MatchString(e.Name):
 			r.check(false, p.key("name"), "%q is not a valid name: use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit", e.Name)
 		default:
@@ -199,7 +216,13 @@ func definedWindows(ws map[string]Window) string {
 	if len(ws) == 0 {
 		return "no windows are defined"
 	}
-	return "defined: " + strings.Join(sortedKeys(ws), ", ")
+	names := sortedKeys(ws)
+	for i, n := range names {
+		if len(n) > fault.EchoMax {
+			names[i] = fault.Quote(n)
+		}
+	}
+	return "defined: " + strings.Join(names, ", ")
 }
 
 func (r *report) validateFault(p path, f *Fault) {

@@ -134,7 +134,7 @@ func set(f reflect.Value, v any) error {
 		case string: // from environment variables
 			b, err := strconv.ParseBool(x)
 			if err != nil {
-				return fmt.Errorf("expected true or false, got %q", x)
+				return fmt.Errorf("expected true or false, got %s", Quote(x))
 			}
 			f.SetBool(b)
 		default:
@@ -209,9 +209,9 @@ func number(v any) (float64, error) {
 }
 
 func describe(v any) string {
-	switch v.(type) {
+	switch x := v.(type) {
 	case string:
-		return fmt.Sprintf("%q", v)
+		return Quote(x)
 	case []any:
 		return "a list"
 	case map[string]any:

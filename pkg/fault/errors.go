@@ -2,8 +2,27 @@ package fault
 
 import (
 	"errors"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 )
+
+// EchoMax is how many bytes of a value an error message quotes. A message is read by a
+// person; a megabyte of a mistyped value in it only buries the mistake.
+const EchoMax = 64
+
+// Quote is strconv.Quote for a value echoed in an error: a value longer than EchoMax bytes
+// is cut (at a character boundary) and its length told, as in "aaaa…"…(1000000 bytes).
+func Quote(s string) string {
+	if len(s) <= EchoMax {
+		return strconv.Quote(s)
+	}
+	cut := EchoMax
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return strconv.Quote(s[:cut]) + "…(" + strconv.Itoa(len(s)) + " bytes)"
+}
 
 // FieldError is a problem with one parameter. Key is relative to the fault's mapping
 // ("loss", "ports[1]"); the config loader prefixes the experiment's path and adds the line.

@@ -36,14 +36,14 @@ func ParseSize(s string) (Size, error) {
 	}
 	f, err := strconv.ParseFloat(t, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("%q is not a size (examples: 4096, 512KiB, 256MiB, 1.5GiB)", s)
+		return 0, fmt.Errorf("%s is not a size (examples: 4096, 512KiB, 256MiB, 1.5GiB)", Quote(s))
 	}
 	if f < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
+		return 0, fmt.Errorf("%s is negative", Quote(s))
 	}
 	b := f * mult
 	if b > math.MaxInt64/2 {
-		return 0, fmt.Errorf("%q is too large", s)
+		return 0, fmt.Errorf("%s is too large", Quote(s))
 	}
 	return Size(math.Round(b)), nil
 }
@@ -71,17 +71,17 @@ func ParsePercent(s string) (Percent, error) {
 	t := strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(s), "%"))
 	f, err := strconv.ParseFloat(t, 64)
 	if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("%q is not a percentage (examples: 30%%, 1.5%%)", s)
+		return 0, fmt.Errorf("%s is not a percentage (examples: 30%%, 1.5%%)", Quote(s))
 	}
 	return Percent(f).check(s)
 }
 
 func (p Percent) check(orig string) (Percent, error) {
 	if p < 0 {
-		return 0, fmt.Errorf("%q is below 0%%", orig)
+		return 0, fmt.Errorf("%s is below 0%%", Quote(orig))
 	}
 	if p > 100 {
-		return 0, fmt.Errorf("%q is above 100%%", orig)
+		return 0, fmt.Errorf("%s is above 100%%", Quote(orig))
 	}
 	return p, nil
 }
@@ -95,7 +95,7 @@ func (p Percent) String() string { return strconv.FormatFloat(float64(p), 'f', -
 func ParseDuration(s string) (time.Duration, error) {
 	d, err := time.ParseDuration(strings.TrimSpace(s))
 	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration (examples: 200ms, 45s, 5m)", s)
+		return 0, fmt.Errorf("%s is not a duration (examples: 200ms, 45s, 5m)", Quote(s))
 	}
 	return d, nil
 }
