@@ -148,6 +148,15 @@ experiments:
 	waitState(t, appPid, "S", 10*time.Second, b)
 	get(t, "/healthz", http.StatusOK, "", b)
 	get(t, "/readyz", http.StatusOK, "", b)
+	// The manifest's probes, as the kubelet runs them in the container: no flags, the
+	// journal from the environment, the answer over the socket.
+	for _, which := range []string{"live", "ready"} {
+		probe := exec.Command(bin, "probe", which)
+		probe.Env = append(os.Environ(), "CHAOSCRON_JOURNAL__PATH="+jpath)
+		if out, err := probe.CombinedOutput(); err != nil || string(out) != "ok\n" {
+			t.Fatalf("probe %s: %v: %s", which, err, out)
+		}
+	}
 	get(t, "/metrics", http.StatusOK, `chaos_recoveries_total{failure_type="process",result="ok"} 1`, b)
 	waitState(t, appPid, "T", 10*time.Second, b) // and then fires again, as scheduled
 	if code := b.stop(); code != 0 {

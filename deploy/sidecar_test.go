@@ -133,33 +133,30 @@ func checkSidecar(t *testing.T, d *appsv1.Deployment, o *objects, caps []string,
 		t.Errorf("CHAOSCRON_JOURNAL__PATH is not set to the agent's journal %s: journal commands in the container would not find it", cfg.Journal.Path)
 	}
 
-	// Probes on the port the agent really listens on, on every address: the kubelet probes
-	// and Prometheus scrapes the pod's IP, not loopback.
+	// Prometheus scrapes the pod's IP, not loopback: the agent listens on every address.
 	host, portStr, err := net.SplitHostPort(cfg.Agent.Listen)
 	if err != nil {
 		t.Fatalf("agent.listen %q: %v", cfg.Agent.Listen, err)
 	}
 	if host != "" && host != "0.0.0.0" && host != "::" {
-		t.Errorf("agent.listen %q: the kubelet's probes and Prometheus cannot reach %s", cfg.Agent.Listen, host)
+		t.Errorf("agent.listen %q: Prometheus cannot reach %s", cfg.Agent.Listen, host)
 	}
-	listen, _ := strconv.Atoi(portStr)
-	if listen != 8000 {
+	if listen, _ := strconv.Atoi(portStr); listen != 8000 {
 		t.Errorf("agent.listen %q: the docs and the PodMonitor say :8000", cfg.Agent.Listen)
 	}
+	// The probes exec the agent's binary, which asks over the socket beside the journal:
+	// nothing outside the pod can make them fail (pod_test.go runs the same command).
 	for _, p := range []struct {
 		name  string
 		probe *corev1.Probe
-		path  string
-	}{{"liveness", c.LivenessProbe, "/healthz"}, {"readiness", c.ReadinessProbe, "/readyz"}} {
-		if p.probe == nil || p.probe.HTTPGet == nil {
-			t.Errorf("no %s httpGet probe", p.name)
+		want  []string
+	}{{"liveness", c.LivenessProbe, []string{"/chaoscron", "probe", "live"}}, {"readiness", c.ReadinessProbe, []string{"/chaoscron", "probe", "ready"}}} {
+		if p.probe == nil || p.probe.Exec == nil {
+			t.Errorf("no %s exec probe: an HTTP probe on agent.listen can be failed from outside the pod", p.name)
 			continue
 		}
-		if p.probe.HTTPGet.Path != p.path {
-			t.Errorf("%s probe path %s, want %s", p.name, p.probe.HTTPGet.Path, p.path)
-		}
-		if got := resolvePort(c, p.probe.HTTPGet.Port); got != listen {
-			t.Errorf("%s probe port %s is %d, but the agent listens on %d", p.name, p.probe.HTTPGet.Port.String(), got, listen)
+		if !slices.Equal(p.probe.Exec.Command, p.want) {
+			t.Errorf("%s probe runs %q, want %q", p.name, p.probe.Exec.Command, p.want)
 		}
 	}
 	return cfg
