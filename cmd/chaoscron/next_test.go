@@ -21,7 +21,7 @@ func TestNextMatchesAgent(t *testing.T) {
 	// t0: a whole second far enough ahead for the agent to be up; the window opens at
 	// t0+6s for 8s, the blackout at t0+10s for 5s (overlapping the window's end), and
 	// the agent is compared over [t0, t0+span).
-	t0 := time.Now().UTC().Truncate(time.Second).Add(3 * time.Second)
+	t0 := time.Now().UTC().Truncate(time.Second).Add(5 * time.Second)
 	const span = 22 * time.Second
 	at := func(d time.Duration) string { // a 6-field cron expression for the second t0+d
 		x := t0.Add(d)
