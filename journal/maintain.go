@@ -18,16 +18,17 @@ import (
 
 // Stats summarises a journal, for `chaoscron journal stats`.
 type Stats struct {
-	Runs         int            `json:"runs"`
-	Open         int            `json:"open"`
-	ByStatus     map[Status]int `json:"by_status"`
-	ByExperiment map[string]int `json:"by_experiment"`
-	First        time.Time      `json:"first"`   // earliest StartedAt (or ScheduledAt)
-	Last         time.Time      `json:"last"`    // latest StartedAt (or ScheduledAt)
-	Damaged      int            `json:"damaged"` // runs not counted above: their records are damaged
-	FileBytes    int64          `json:"file_bytes"`
-	Schema       int            `json:"schema"`
-	Halted       bool           `json:"halted"`
+	Runs         int              `json:"runs"`
+	Open         int              `json:"open"`
+	ByStatus     map[Status]int   `json:"by_status"`
+	ByExperiment map[string]int   `json:"by_experiment"`
+	First        time.Time        `json:"first"`   // earliest StartedAt (or ScheduledAt)
+	Last         time.Time        `json:"last"`    // latest StartedAt (or ScheduledAt)
+	Damaged      int              `json:"damaged"` // runs not counted above: their records are damaged
+	FileBytes    int64            `json:"file_bytes"`
+	Schema       int              `json:"schema"`
+	Halted       bool             `json:"halted"`
+	Paused       map[string]Pause `json:"paused,omitempty"` // experiments paused, by name
 }
 
 // runSummary is the part of a record that Stats and Prune need; decoding only it
@@ -83,6 +84,12 @@ func (j *Journal) Stats() (Stats, error) {
 			return err
 		}
 		s.Halted = h.Halted
+		if s.Paused, err = decodePaused(meta.Get(keyPaused)); err != nil {
+			return err
+		}
+		if len(s.Paused) == 0 {
+			s.Paused = nil
+		}
 		c := tx.Bucket(bucketOpen).Cursor()
 		for k, _ := c.First(); k != nil; k, _ = c.Next() {
 			s.Open++

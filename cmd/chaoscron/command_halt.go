@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -36,10 +41,17 @@ is set in the journal file and the next agent starts halted.`,
 func newResumeCommand() *cobra.Command {
 	var o configFlags
 	c := &cobra.Command{
-		Use:   "resume",
-		Short: "Turn the halt switch off: experiments fire on schedule again",
-		Args:  args(cobra.NoArgs),
-		RunE: func(c *cobra.Command, _ []string) error {
+		Use:   "resume [EXPERIMENT]",
+		Short: "Turn the halt switch off, or resume one paused experiment: it fires on schedule again",
+		Long: `Without an argument, turn the halt switch off. With an experiment's name, clear its pause
+flag (set by the API, or by the experiment itself after abort_if.max_trips runs in a row were
+aborted by its stop condition) and forget its count of those aborts. Like halt, this goes to
+the running agent over its socket, or to the journal file when no agent runs.`,
+		Args: args(cobra.MaximumNArgs(1)),
+		RunE: func(c *cobra.Command, argv []string) error {
+			if len(argv) == 1 {
+				return resumeExperiment(c, &o, argv[0])
+			}
 			return setHalt(c, &o, false, "")
 		},
 	}
@@ -86,5 +98,53 @@ func setHalt(c *cobra.Command, o *configFlags, halted bool, reason string) error
 		return fmt.Errorf("resume: %w", err)
 	}
 	_, err = fmt.Fprintln(w, "halted: false")
+	return err
+}
+
+// resumeExperiment clears one experiment's pause flag in the journal file if no agent holds
+// it, else through the agent (POST /v1/experiments/{name}/resume on its socket).
+func resumeExperiment(c *cobra.Command, o *configFlags, name string) error {
+	path, err := o.journalPath(c.Flags())
+	if err != nil {
+		return err
+	}
+	w := c.OutOrStdout()
+	j, err := journal.Open(path, journal.Options{Timeout: 500 * time.Millisecond})
+	if err == nil {
+		defer j.Close()
+		if err := j.SetPaused(name, false, "", time.Now().UTC()); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(w, "%s: resumed (no agent running; journal %s)\n", name, path)
+		return err
+	}
+	if !errors.Is(err, journal.ErrLocked) {
+		return err
+	}
+	sock := api.SocketPath(path)
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/experiments/"+url.PathEscape(name)+"/resume", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("resume %s: agent socket %s: %w", name, sock, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
+		return fmt.Errorf("resume %s: agent answered %s: %s", name, resp.Status, e.Error)
+	}
+	_, err = fmt.Fprintf(w, "%s: resumed\n", name)
 	return err
 }

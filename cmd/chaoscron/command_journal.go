@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -194,6 +196,10 @@ func newJournalStats() *cobra.Command {
 				fmt.Fprintf(tw, "damaged runs\t%d (not counted)\n", st.Damaged)
 			}
 			fmt.Fprintf(tw, "halted\t%t\n", st.Halted)
+			for _, name := range slices.Sorted(maps.Keys(st.Paused)) {
+				p := st.Paused[name]
+				fmt.Fprintf(tw, "paused %s\tsince %s: %s\n", name, p.At.Format(time.RFC3339), p.Reason)
+			}
 			if !st.First.IsZero() {
 				fmt.Fprintf(tw, "first\t%s\nlast\t%s\n", st.First.Format(time.RFC3339), st.Last.Format(time.RFC3339))
 			}

@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,19 +18,24 @@ type nextOptions struct {
 	from   string
 	tz     string
 	output string
-}
-
-type nextFire struct {
-	Experiment string    `json:"experiment"`
-	At         time.Time `json:"at"`
+	all    bool
 }
 
 func newNextCommand() *cobra.Command {
 	var o nextOptions
 	c := &cobra.Command{
 		Use:   "next (-c FILE | --schedule EXPR)",
-		Short: "Print the next fire times of a schedule or of every experiment in a config",
-		Args:  args(cobra.NoArgs),
+		Short: "Print the next fire times of a schedule, or what every experiment in a config will really fire",
+		Long: `With --schedule, the next times the cron expression fires.
+
+With -c, the fires the agent will really make: each experiment's ticks that pass the halt
+switch, the experiment's pause flag, its window and the blackouts, in the agent's time zone,
+with the probability each fire is rolled at. The halt switch and pause flags are read from
+the journal (read-only), or from the running agent over its socket when it holds the journal;
+if neither can be read, the output says so and assumes neither is set. --all lists every tick
+instead, each with the reason it would be skipped. Jitter and the probability roll are not
+applied; concurrency and max_active depend on runs not yet made and are not previewed.`,
+		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			if (o.file == "") == (o.expr == "") {
 				return usageError{fmt.Errorf("next needs exactly one of -c FILE or --schedule EXPR")}
@@ -84,35 +87,17 @@ func newNextCommand() *cobra.Command {
 			if loc == nil {
 				loc = cfg.Location()
 			}
-			var fires []nextFire
-			for _, e := range cfg.Experiments {
-				if e.Disabled {
-					continue
-				}
-				s, err := schedule.Parse(e.Schedule, loc)
-				if err != nil {
-					return fmt.Errorf("experiment %s: %w", e.Name, err)
-				}
-				for _, t := range schedule.Next(s, from.In(loc), o.count) {
-					fires = append(fires, nextFire{e.Name, t})
-				}
+			state := o.readAgentState(c.Flags())
+			fires, err := preview(cfg, state, loc, from, o.count, o.all)
+			if err != nil {
+				return err
 			}
-			slices.SortStableFunc(fires, func(a, b nextFire) int { return a.At.Compare(b.At) })
-			if o.output == "json" {
-				if fires == nil {
-					fires = []nextFire{}
-				}
-				return writeJSON(w, fires)
-			}
-			tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "AT\tEXPERIMENT")
-			for _, f := range fires {
-				fmt.Fprintf(tw, "%s\t%s\n", f.At.Format(time.RFC3339), f.Experiment)
-			}
-			return tw.Flush()
+			return printPreview(w, c.ErrOrStderr(), o.output, fires, state, o.all)
 		},
 	}
 	o.addFile(c.Flags(), true)
+	o.addJournal(c.Flags())
+	c.Flags().BoolVar(&o.all, "all", false, "with -c: every tick, with the reason each would be skipped")
 	c.Flags().StringVar(&o.expr, "schedule", "", "a cron expression (5 or 6 fields, @every, @hourly, CRON_TZ=…)")
 	c.Flags().IntVar(&o.count, "count", 5, "how many fire times (per experiment with -c)")
 	c.Flags().StringVar(&o.from, "from", "", "start after this RFC3339 time (default: now)")

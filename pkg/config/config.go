@@ -60,16 +60,21 @@ type Agent struct {
 	AbortIf AbortIf `koanf:"abort_if"`
 }
 
-// AbortIf is a stop condition, checked while a fault is active: every Interval an HTTP GET
-// of HTTP must answer ExpectStatus within Timeout. After Failures misses in a row the run is
-// ended at once and its fault reverted (status aborted, with the reason). An empty HTTP
-// means no stop condition; validation fills in the defaults when HTTP is set.
+// AbortIf is a stop condition: an HTTP GET of HTTP must answer ExpectStatus within Timeout.
+// It is checked once before a run's intent (a target already unhealthy is a skip, nothing is
+// injected), then every Interval while the fault is active: after Failures misses in a row
+// the run is ended at once and its fault reverted (status aborted, with the reason). After
+// MaxTrips runs of an experiment in a row were aborted so, the experiment pauses itself until
+// resumed; with HaltOnTrip a trip halts the whole agent. An empty HTTP means no stop
+// condition; validation fills in the defaults when HTTP is set.
 type AbortIf struct {
 	HTTP         string        `koanf:"http"`
 	ExpectStatus int           `koanf:"expect_status"`
 	Timeout      time.Duration `koanf:"timeout"`
 	Interval     time.Duration `koanf:"interval"`
 	Failures     int           `koanf:"failures"`
+	MaxTrips     int           `koanf:"max_trips"`
+	HaltOnTrip   bool          `koanf:"halt_on_trip"`
 }
 
 // Enabled reports whether a stop condition is configured.
@@ -81,6 +86,7 @@ const (
 	DefaultAbortTimeout  = time.Second
 	DefaultAbortInterval = time.Second
 	DefaultAbortFailures = 3
+	DefaultAbortMaxTrips = 3
 )
 
 // ListenEnabled reports whether the HTTP listener is on.

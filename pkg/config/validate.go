@@ -103,6 +103,10 @@ func (r *report) validateAbortIf(p path, a *AbortIf) {
 		a.Failures = DefaultAbortFailures
 	}
 	r.check(a.Failures >= 1, p.key("failures"), "must be at least 1, got %d", a.Failures)
+	if !r.present(p.key("max_trips")) {
+		a.MaxTrips = DefaultAbortMaxTrips
+	}
+	r.check(a.MaxTrips >= 1, p.key("max_trips"), "must be at least 1, got %d", a.MaxTrips)
 }
 
 // validListen accepts what net.Listen("tcp", addr) would: host:port with a port number or

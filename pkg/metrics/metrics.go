@@ -35,6 +35,7 @@ type Set struct {
 	Recoveries   *prometheus.CounterVec   // failure_type, result
 	Sweeps       *prometheus.CounterVec   // failure_type
 	NextFire     *prometheus.GaugeVec     // experiment
+	Paused       *prometheus.GaugeVec     // experiment
 	Halted       prometheus.Gauge
 	OpenRuns     prometheus.Gauge
 	JournalBytes prometheus.Gauge
@@ -68,7 +69,7 @@ func New(version string) *Set {
 		}, []string{"failure_type"}),
 		Skips: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chaos_skips_total",
-			Help: "Fires that did not inject, by experiment and reason (probability, window, blackout, halted, concurrency, max_active, dry_run, no_target).",
+			Help: "Fires that did not inject, by experiment and reason (probability, window, blackout, halted, paused, concurrency, max_active, unhealthy, dry_run, no_target).",
 		}, []string{"experiment", "reason"}),
 		Runs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "chaos_runs_total",
@@ -89,6 +90,10 @@ func New(version string) *Set {
 		NextFire: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "chaos_experiment_next_fire_timestamp_seconds",
 			Help: "Unix time of each experiment's next scheduled fire.",
+		}, []string{"experiment"}),
+		Paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chaos_experiment_paused",
+			Help: "1 while an experiment is paused (by hand, or by itself after abort_if.max_trips stop-condition aborts in a row): its scheduled fires are skipped.",
 		}, []string{"experiment"}),
 		Halted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chaos_agent_halted",
@@ -117,7 +122,7 @@ func New(version string) *Set {
 	}
 	for _, c := range []prometheus.Collector{
 		s.Injections, s.Active, s.PlannedEnd, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
-		s.NextFire, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
+		s.NextFire, s.Paused, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

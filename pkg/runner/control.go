@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -47,28 +46,6 @@ func (r *Runner) Experiments() []ExperimentInfo {
 	}
 	slices.SortFunc(out, func(a, b ExperimentInfo) int { return strings.Compare(a.Name, b.Name) })
 	return out
-}
-
-// SetPaused pauses or resumes one experiment's schedule. A paused experiment's ticks are
-// skipped (reason "paused"); a run already in place is not ended, and a manual fire still
-// works. The flag lives in memory only and survives a config reload, not a restart: the
-// persisted kill switch is Halt.
-func (r *Runner) SetPaused(name string, paused bool) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	e, ok := r.exps[name]
-	if !ok {
-		return fmt.Errorf("experiment %s: %w", name, ErrUnknown)
-	}
-	if e.paused != paused {
-		e.paused = paused
-		msg := "experiment resumed"
-		if paused {
-			msg = "experiment paused"
-		}
-		r.log.Info(msg, "experiment", name)
-	}
-	return nil
 }
 
 // HaltWait is Halt, then waits until every run it ended is reverted and recorded, or ctx

@@ -31,10 +31,11 @@ func IsSkip(err error) bool {
 var ErrUnknown = errors.New("no such experiment")
 
 // Fire runs experiment name once, now: the checks in order (halted, blackout, window, paused,
-// concurrency, max_active, probability), then intent, inject, and a background hold and
+// concurrency, max_active, probability, then the stop condition's probe), then intent, inject, and a background hold and
 // revert. It returns the run's journal id once the fault is in place, or a *SkipError, or the
-// reason it failed. Manual triggers (fire, api) skip the window and probability checks: a
-// person asked for this run. They still honour halt and blackouts, which are safety rules.
+// reason it failed. Manual triggers (fire, api) skip the window, pause and probability
+// checks: a person asked for this run. They still honour halt, blackouts and an unhealthy
+// target, which are safety rules.
 func (r *Runner) Fire(ctx context.Context, name, trigger string, scheduled time.Time) (uint64, error) {
 	a, err := r.decide(ctx, name, trigger, scheduled)
 	if err != nil {
@@ -83,9 +84,9 @@ func (r *Runner) decideLocked(ctx context.Context, name, trigger string, schedul
 	if !ok {
 		return attempt{}, fmt.Errorf("fire %s: %w", name, ErrUnknown)
 	}
-	a := attempt{e: e, trigger: trigger, scheduled: scheduled, now: now}
+	// record also serves a skip found later, before the intent (unhealthy).
+	a := attempt{e: e, trigger: trigger, scheduled: scheduled, now: now, record: r.cfg.Journal.RecordSkips}
 	if a.skip = r.checkLocked(e, trigger != TriggerSchedule, now); a.skip != nil {
-		a.record = r.cfg.Journal.RecordSkips
 		return a, nil
 	}
 	// Reserve the slot before the journal write, so two fires racing for the last
@@ -127,11 +128,12 @@ func (r *Runner) checkLocked(e *experiment, manual bool, now time.Time) *SkipErr
 	case r.halted:
 		return &SkipError{"halted", "the halt switch is on"}
 	}
-	if name, until, ok := r.cal.Blackout(now); ok {
-		return &SkipError{"blackout", fmt.Sprintf("blackout %s is open until %s", name, until.Format(time.RFC3339))}
+	window := e.cfg.Window
+	if manual {
+		window = "" // you asked for this run; blackouts still hold
 	}
-	if !manual && e.cfg.Window != "" && !r.cal.InWindow(e.cfg.Window, now) {
-		return &SkipError{"window", fmt.Sprintf("window %s is closed", e.cfg.Window)}
+	if reason, detail := r.cal.Closed(window, now); reason != "" {
+		return &SkipError{reason, detail}
 	}
 	if !manual && e.paused {
 		return &SkipError{"paused", "the experiment is paused"}

@@ -45,6 +45,8 @@ func (r *Runner) Reload(cfg *config.Config) (ReloadReport, error) {
 		o, ok := old[name]
 		switch {
 		case !ok:
+			_, e.paused = r.pauses[name] // a persisted pause outlives the experiment's absence
+			r.m.Paused.WithLabelValues(name).Set(b2f(e.paused))
 			rep.Added = append(rep.Added, name)
 		case reflect.DeepEqual(o.cfg, e.cfg):
 			exps[name] = o
@@ -83,6 +85,7 @@ func (r *Runner) Reload(cfg *config.Config) (ReloadReport, error) {
 	}
 	for _, name := range rep.Removed {
 		r.m.NextFire.DeleteLabelValues(name)
+		r.m.Paused.DeleteLabelValues(name)
 	}
 	if r.sched != nil {
 		for _, name := range rep.Removed {

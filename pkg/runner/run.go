@@ -30,6 +30,19 @@ func (r *Runner) start(a attempt) (uint64, error) {
 		close(rn.done)
 		r.wg.Done()
 	}
+	// The steady state first: a target already unhealthy gets no fault on top. The probe
+	// runs here, in the fire's goroutine, never on the scheduler's loop (see decide).
+	if e.cfg.AbortIf.Enabled() {
+		if last := r.probe(rctx, e.cfg.AbortIf); last != "" {
+			release()
+			s := &SkipError{"unhealthy", fmt.Sprintf("stop condition already failing before the fault: GET %s: %s", e.cfg.AbortIf.HTTP, last)}
+			r.countSkip(e, s)
+			if a.record {
+				r.recordSkip(e, trigger, scheduled, now, s)
+			}
+			return 0, s
+		}
+	}
 	rec := r.record(e, trigger, scheduled, now)
 	rec.PlannedEnd = now.Add(e.cfg.Duration).UTC()
 	rec.DryRun = a.dryRun
@@ -145,6 +158,7 @@ func (r *Runner) start(a attempt) (uint64, error) {
 				x.Cleanup, x.Error = journal.CleanupFailed, "revert: "+rerr.Error()
 			}
 		})
+		r.tripped(e.cfg.Name, cause, rerr == nil)
 	}()
 	return rec.ID, nil
 }

@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -67,7 +69,8 @@ type Runner struct {
 	running  map[string]int    // of those, per experiment name
 	ends     map[string]*ends  // of those in place, per fault type, by planned end
 	halted   bool
-	draining bool // shutting down: nothing new starts
+	pauses   map[string]journal.Pause // persisted pause flags, by experiment name
+	draining bool                     // shutting down: nothing new starts
 	wg       sync.WaitGroup
 	sched    *schedule.Scheduler
 }
@@ -79,6 +82,7 @@ type experiment struct {
 	dice   *schedule.Dice
 	params []byte // the fault params as JSON, stored with every run
 	paused bool
+	trips  int // runs in a row ended by the stop condition (see tripped)
 }
 
 type run struct {
@@ -116,6 +120,11 @@ func New(opt Options) (*Runner, error) {
 		running: map[string]int{},
 		ends:    map[string]*ends{},
 	}
+	pauses, err := r.j.Paused()
+	if err != nil {
+		return nil, err
+	}
+	r.pauses = pauses
 	if err := r.load(opt.Config); err != nil {
 		return nil, err
 	}
@@ -137,10 +146,9 @@ func (r *Runner) load(cfg *config.Config) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for name, old := range r.exps {
-		if e, ok := exps[name]; ok {
-			e.paused = old.paused
-		}
+	for name, e := range exps {
+		_, e.paused = r.pauses[name]
+		r.m.Paused.WithLabelValues(name).Set(b2f(e.paused))
 	}
 	r.cfg, r.cal, r.exps = cfg, cal, exps
 	return nil
@@ -150,20 +158,9 @@ func (r *Runner) load(cfg *config.Config) error {
 // It changes nothing in r.
 func (r *Runner) build(cfg *config.Config) (*schedule.Calendar, map[string]*experiment, error) {
 	loc := cfg.Location()
-	cal := &schedule.Calendar{Windows: map[string]schedule.Window{}}
-	for name, w := range cfg.Windows {
-		s, err := schedule.Parse(w.Schedule, loc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("window %s: %w", name, err)
-		}
-		cal.Windows[name] = schedule.Window{Name: name, Schedule: s, Duration: w.Duration}
-	}
-	for name, w := range cfg.Blackouts {
-		s, err := schedule.Parse(w.Schedule, loc)
-		if err != nil {
-			return nil, nil, fmt.Errorf("blackout %s: %w", name, err)
-		}
-		cal.Blackouts = append(cal.Blackouts, schedule.Window{Name: name, Schedule: s, Duration: w.Duration})
+	cal, err := Calendar(cfg)
+	if err != nil {
+		return nil, nil, err
 	}
 	exps := map[string]*experiment{}
 	for _, e := range cfg.Experiments {
@@ -186,6 +183,30 @@ func (r *Runner) build(cfg *config.Config) (*schedule.Calendar, map[string]*expe
 		r.m.Touch(e.Fault.Type)
 	}
 	return cal, exps, nil
+}
+
+// Calendar builds cfg's windows and blackouts in the agent's time zone, as the runner checks
+// them; `chaoscron next` previews with the same calendar.
+func Calendar(cfg *config.Config) (*schedule.Calendar, error) {
+	loc := cfg.Location()
+	cal := &schedule.Calendar{Windows: map[string]schedule.Window{}}
+	for name, w := range cfg.Windows {
+		s, err := schedule.Parse(w.Schedule, loc)
+		if err != nil {
+			return nil, fmt.Errorf("window %s: %w", name, err)
+		}
+		cal.Windows[name] = schedule.Window{Name: name, Schedule: s, Duration: w.Duration}
+	}
+	for name, w := range cfg.Blackouts {
+		s, err := schedule.Parse(w.Schedule, loc)
+		if err != nil {
+			return nil, fmt.Errorf("blackout %s: %w", name, err)
+		}
+		cal.Blackouts = append(cal.Blackouts, schedule.Window{Name: name, Schedule: s, Duration: w.Duration})
+	}
+	// By name, so that of two blackouts open equally long the same one is named every time.
+	slices.SortFunc(cal.Blackouts, func(a, b schedule.Window) int { return strings.Compare(a.Name, b.Name) })
+	return cal, nil
 }
 
 // Config returns the config in force.

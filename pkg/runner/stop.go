@@ -27,12 +27,7 @@ func (s *StopCondition) Error() string {
 // ends the run, with a *StopCondition as the cause, after cond.Failures misses in a row. The
 // run's own goroutine then reverts the fault at once, as for a halt.
 func (r *Runner) watchStop(ctx context.Context, cond config.AbortIf, rn *run, log *slog.Logger) {
-	// Redirects are not followed: a health endpoint that redirects is answering something
-	// else than it was asked, and counting that as healthy would hide the miss.
-	client := &http.Client{
-		Timeout:       cond.Timeout,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
+	client := probeClient(cond)
 	t := time.NewTicker(cond.Interval)
 	defer t.Stop()
 	misses := 0
@@ -58,6 +53,26 @@ func (r *Runner) watchStop(ctx context.Context, cond config.AbortIf, rn *run, lo
 			return
 		}
 	}
+}
+
+// probeClient is the HTTP client of a stop condition's checks. Redirects are not followed: a
+// health endpoint that redirects is answering something else than it was asked, and counting
+// that as healthy would hide the miss.
+func probeClient(cond config.AbortIf) *http.Client {
+	return &http.Client{
+		Timeout:       cond.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// probe checks the stop condition once before a run's intent (Chaos Toolkit's steady-state
+// hypothesis, AWS FIS's stop conditions checked at start) and returns "" if the target is
+// healthy, else what was wrong. One miss is enough to skip: not injecting is the safe side,
+// and the next tick probes again.
+func (r *Runner) probe(ctx context.Context, cond config.AbortIf) string {
+	client := probeClient(cond)
+	defer client.CloseIdleConnections()
+	return checkOnce(ctx, client, cond)
 }
 
 // checkOnce does one check and returns "" if it passed, else what was wrong.

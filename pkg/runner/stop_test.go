@@ -59,11 +59,10 @@ experiments:
 	}
 }
 
-// TestStopConditionUnreachable: an endpoint that does not answer at all counts as failing.
+// TestStopConditionUnreachable: an endpoint that stops answering at all counts as failing.
 func TestStopConditionUnreachable(t *testing.T) {
-	srv := httptest.NewServer(http.NotFoundHandler())
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	url := srv.URL
-	srv.Close() // nothing listens there any more
 	f := newFixture(t, `
 agent:
   listen: "off"
@@ -75,6 +74,7 @@ experiments:
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.Close() // nothing listens there any more
 	done := make(chan struct{})
 	go func() { f.r.Wait(); close(done) }()
 	select {

@@ -1,6 +1,7 @@
 package schedule
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -112,4 +113,19 @@ func (c *Calendar) InWindow(name string, t time.Time) bool {
 	}
 	open, _ := w.OpenAt(t)
 	return open
+}
+
+// Closed reports why a scheduled fire of an experiment bound to window (empty: none) would not
+// fire at t: "blackout" or "window", with a detail for people, or "" if the calendar lets it
+// fire. It is the one place these rules live: the runner's checks and `chaoscron next` both
+// call it, so the preview cannot drift from what the agent does. Manual fires ignore windows
+// but not blackouts; pass the empty window for them.
+func (c *Calendar) Closed(window string, t time.Time) (reason, detail string) {
+	if name, until, ok := c.Blackout(t); ok {
+		return "blackout", fmt.Sprintf("blackout %s is open until %s", name, until.Format(time.RFC3339))
+	}
+	if window != "" && !c.InWindow(window, t) {
+		return "window", fmt.Sprintf("window %s is closed", window)
+	}
+	return "", ""
 }

@@ -194,6 +194,29 @@ func TestCalendar(t *testing.T) {
 			}
 		})
 	}
+
+	// Closed: blackouts first (they also hold for fires with no window), then the window.
+	closed := []struct {
+		name, window, at, want string
+	}{
+		{"open window, no blackout", "business-hours", "2026-06-10T12:00:00Z", ""},
+		{"closed window", "business-hours", "2026-06-10T20:00:00Z", "window: window business-hours is closed"},
+		{"blackout in a closed window", "business-hours", "2026-06-10T02:30:00Z", "blackout: blackout nightly-backup is open until 2026-06-10T03:00:00Z"},
+		{"blackout with no window", "", "2026-06-10T02:30:00Z", "blackout: blackout nightly-backup is open until 2026-06-10T03:00:00Z"},
+		{"no window, no blackout", "", "2026-06-10T20:00:00Z", ""},
+	}
+	for _, tc := range closed {
+		t.Run("closed "+tc.name, func(t *testing.T) {
+			reason, detail := cal.Closed(tc.window, at(tc.at))
+			got := ""
+			if reason != "" {
+				got = reason + ": " + detail
+			}
+			if got != tc.want {
+				t.Fatalf("Closed(%q, %s) = %q, want %q", tc.window, tc.at, got, tc.want)
+			}
+		})
+	}
 }
 
 func TestNilCalendar(t *testing.T) {
