@@ -2,13 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -121,29 +116,12 @@ func resumeExperiment(c *cobra.Command, o *configFlags, name string) error {
 	if !errors.Is(err, journal.ErrLocked) {
 		return err
 	}
-	sock := api.SocketPath(path)
-	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
-	defer hc.CloseIdleConnections()
+	cl := api.NewClient(api.SocketPath(path))
+	defer cl.Close()
 	ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://agent/v1/experiments/"+url.PathEscape(name)+"/resume", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("resume %s: agent socket %s: %w", name, sock, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&e)
-		return fmt.Errorf("resume %s: agent answered %s: %s", name, resp.Status, e.Error)
+	if _, err := cl.SetPaused(ctx, name, false); err != nil {
+		return fmt.Errorf("resume %s: %w", name, err)
 	}
 	_, err = fmt.Fprintf(w, "%s: resumed\n", name)
 	return err

@@ -274,6 +274,18 @@ func (c *Client) Experiments(ctx context.Context) ([]Experiment, error) {
 	return exps, err
 }
 
+// SetPaused is POST /v1/experiments/{name}/pause or …/resume; an unknown experiment is a
+// *StatusError with code 404.
+func (c *Client) SetPaused(ctx context.Context, name string, paused bool) (Experiment, error) {
+	verb := "resume"
+	if paused {
+		verb = "pause"
+	}
+	var e Experiment
+	err := c.getJSON(ctx, http.MethodPost, "/v1/experiments/"+url.PathEscape(name)+"/"+verb, nil, nil, &e)
+	return e, err
+}
+
 // Halt is POST /v1/halt.
 func (c *Client) Halt(ctx context.Context, reason string) (HaltResponse, error) {
 	var hr HaltResponse
