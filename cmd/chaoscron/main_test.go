@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -399,6 +400,28 @@ func TestSchedulesValidate(t *testing.T) {
 				t.Fatalf("next -c %s: exit %d\n%s%s", f, code, out, errs)
 			}
 		})
+	}
+}
+
+// TestDocsConfigValidate: the YAML examples of the README and docs/configuration.md are
+// configs chaoscron accepts (an example that drifted from the schema teaches the wrong thing).
+func TestDocsConfigValidate(t *testing.T) {
+	for _, doc := range []string{"../../README.md", "../../docs/configuration.md"} {
+		b, err := os.ReadFile(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllSubmatch(b, -1)
+		if len(blocks) == 0 {
+			t.Errorf("%s: no yaml example", doc)
+		}
+		for i, m := range blocks {
+			dir := t.TempDir()
+			cfg := writeConfig(t, dir, string(m[1]))
+			if out, errs, code := cli(t, dir, "validate", "-c", cfg); code != 0 {
+				t.Errorf("%s, yaml example %d: validate exit %d\n%s%s", doc, i+1, code, out, errs)
+			}
+		}
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 // punctualityEnv sets how long BenchmarkPunctuality watches the scheduler fire: 10s by
-// default, so `task bench` ends; the figure in the README's table is also quoted with 60s:
+// default, so `task bench` ends; the figure in docs/performance.md's table is also quoted with 60s:
 //
 //	CHAOSCRON_BENCH_PUNCTUALITY=60s go test -run '^$' -bench Punctuality -benchtime 1x ./pkg/schedule
 const punctualityEnv = "CHAOSCRON_BENCH_PUNCTUALITY"
