@@ -34,6 +34,7 @@ func exported(t *testing.T) map[string]*dto.MetricFamily {
 	m.Skips.WithLabelValues("x", "probability")
 	m.Runs.WithLabelValues("x", "succeeded")
 	m.NextFire.WithLabelValues("x").Set(1)
+	m.Paused.WithLabelValues("x").Set(1)
 	m.ConfigReload.WithLabelValues("ok")
 	fams, err := m.Registry.Gather()
 	if err != nil {
