@@ -67,7 +67,7 @@ func TestBoundedResponses(t *testing.T) {
 	const runs = 10000
 	dir := t.TempDir()
 	bigJournal(t, filepath.Join(dir, "j.db"), runs)
-	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte("tok-0123456789abcdef"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
@@ -82,7 +82,7 @@ experiments:
 	pid := a.cmd.Process.Pid
 	get := func(path string) (int, int64, error) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
-		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			return 0, 0, err
@@ -142,7 +142,7 @@ experiments:
 
 	// The export is still every run, oldest first, as JSON lines.
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/v1/export", nil)
-	req.Header.Set("Authorization", "Bearer tok")
+	req.Header.Set("Authorization", "Bearer tok-0123456789abcdef")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
