@@ -62,38 +62,32 @@ func setHalt(c *cobra.Command, o *configFlags, halted bool, reason string) error
 		return err
 	}
 	w := c.OutOrStdout()
-	j, err := journal.Open(path, journal.Options{Timeout: 500 * time.Millisecond})
-	if err == nil {
-		defer j.Close()
-		if reason == "" && halted {
-			reason = "halted"
-		}
+	if reason == "" && halted {
+		reason = "halted"
+	}
+	return fileOrAgent(path, func(j *journal.Journal) error {
 		if err := j.SetHalted(halted, reason, time.Now().UTC()); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(w, "halted: %t (no agent running; journal %s)\n", halted, path)
+		_, err := fmt.Fprintf(w, "halted: %t (no agent running; journal %s)\n", halted, path)
 		return err
-	}
-	if !errors.Is(err, journal.ErrLocked) {
-		return err
-	}
-	cl := api.NewClient(api.SocketPath(path))
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
-	defer cancel()
-	if halted {
-		hr, err := cl.Halt(ctx, reason)
-		if err != nil {
-			return fmt.Errorf("halt: %w", err)
+	}, func(cl *api.Client) error {
+		ctx, cancel := context.WithTimeout(c.Context(), 30*time.Second)
+		defer cancel()
+		if halted {
+			hr, err := cl.Halt(ctx, reason)
+			if err != nil {
+				return fmt.Errorf("halt: %w", err)
+			}
+			_, err = fmt.Fprintf(w, "halted: true (%d active runs ended and reverted)\n", hr.Ended)
+			return err
 		}
-		_, err = fmt.Fprintf(w, "halted: true (%d active runs ended and reverted)\n", hr.Ended)
+		if _, err := cl.Resume(ctx); err != nil {
+			return fmt.Errorf("resume: %w", err)
+		}
+		_, err := fmt.Fprintln(w, "halted: false")
 		return err
-	}
-	if _, err := cl.Resume(ctx); err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	_, err = fmt.Fprintln(w, "halted: false")
-	return err
+	})
 }
 
 // resumeExperiment clears one experiment's pause flag in the journal file if no agent holds
@@ -104,25 +98,35 @@ func resumeExperiment(c *cobra.Command, o *configFlags, name string) error {
 		return err
 	}
 	w := c.OutOrStdout()
-	j, err := journal.Open(path, journal.Options{Timeout: 500 * time.Millisecond})
-	if err == nil {
-		defer j.Close()
+	return fileOrAgent(path, func(j *journal.Journal) error {
 		if err := j.SetPaused(name, false, "", time.Now().UTC()); err != nil {
 			return err
 		}
-		_, err = fmt.Fprintf(w, "%s: resumed (no agent running; journal %s)\n", name, path)
+		_, err := fmt.Fprintf(w, "%s: resumed (no agent running; journal %s)\n", name, path)
 		return err
+	}, func(cl *api.Client) error {
+		ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
+		defer cancel()
+		if _, err := cl.SetPaused(ctx, name, false); err != nil {
+			return fmt.Errorf("resume %s: %w", name, err)
+		}
+		_, err := fmt.Fprintf(w, "%s: resumed\n", name)
+		return err
+	})
+}
+
+// fileOrAgent changes the journal at path: in the file itself when no agent holds it, else
+// through the agent that does, over its socket (bbolt lets one process at a time open it).
+func fileOrAgent(path string, file func(*journal.Journal) error, agent func(*api.Client) error) error {
+	j, err := journal.Open(path, journal.Options{Timeout: 500 * time.Millisecond})
+	if err == nil {
+		defer j.Close()
+		return file(j)
 	}
 	if !errors.Is(err, journal.ErrLocked) {
 		return err
 	}
 	cl := api.NewClient(api.SocketPath(path))
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(c.Context(), 10*time.Second)
-	defer cancel()
-	if _, err := cl.SetPaused(ctx, name, false); err != nil {
-		return fmt.Errorf("resume %s: %w", name, err)
-	}
-	_, err = fmt.Fprintf(w, "%s: resumed\n", name)
-	return err
+	return agent(cl)
 }
