@@ -36,6 +36,7 @@ type Set struct {
 	Sweeps       *prometheus.CounterVec   // failure_type
 	NextFire     *prometheus.GaugeVec     // experiment
 	Paused       *prometheus.GaugeVec     // experiment
+	Trips        *prometheus.CounterVec   // experiment: runs aborted by their stop condition
 	Halted       prometheus.Gauge
 	OpenRuns     prometheus.Gauge
 	JournalBytes prometheus.Gauge
@@ -95,6 +96,10 @@ func New(version string) *Set {
 			Name: "chaos_experiment_paused",
 			Help: "1 while an experiment is paused (by hand, or by itself after abort_if.max_trips stop-condition aborts in a row): its scheduled fires are skipped.",
 		}, []string{"experiment"}),
+		Trips: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_stop_condition_trips_total",
+			Help: "Runs ended early because their stop condition (abort_if) failed, by experiment.",
+		}, []string{"experiment"}),
 		Halted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chaos_agent_halted",
 			Help: "1 while the persisted halt switch is on: nothing fires.",
@@ -122,7 +127,7 @@ func New(version string) *Set {
 	}
 	for _, c := range []prometheus.Collector{
 		s.Injections, s.Active, s.PlannedEnd, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
-		s.NextFire, s.Paused, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
+		s.NextFire, s.Paused, s.Trips, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

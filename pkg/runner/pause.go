@@ -89,6 +89,7 @@ func (r *Runner) tripped(name string, cause error, reverted bool) {
 	e.trips++
 	trips, pause := e.trips, !e.paused && e.trips >= cond.MaxTrips
 	r.mu.Unlock()
+	r.m.Trips.WithLabelValues(name).Inc()
 
 	if cond.HaltOnTrip {
 		if _, err := r.Halt(fmt.Sprintf("experiment %s: %s (abort_if.halt_on_trip)", name, sc.Error())); err != nil {

@@ -158,6 +158,9 @@ experiments:
 	if v := testutil.ToFloat64(f.m.Paused.WithLabelValues("fill")); v != 1 {
 		t.Errorf("chaos_experiment_paused = %v, want 1", v)
 	}
+	if v := testutil.ToFloat64(f.m.Trips.WithLabelValues("fill")); v != 3 {
+		t.Errorf("chaos_stop_condition_trips_total = %v, want 3 (the run held to its end is no trip)", v)
+	}
 	st, err := f.j.Stats()
 	if err != nil {
 		t.Fatal(err)
