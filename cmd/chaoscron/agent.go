@@ -3,7 +3,6 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -98,13 +97,10 @@ func (o *configFlags) journalPath(fs *pflag.FlagSet) (string, error) {
 	return cfg.Journal.Path, nil
 }
 
-// openJournal opens the journal for an agent-like command (exclusive).
+// openJournal opens the journal for an agent-like command (exclusive). A journal another
+// agent holds fails with journal.ErrLocked, whose message already says what to do.
 func openJournal(path string) (*journal.Journal, error) {
-	j, err := journal.Open(path, journal.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, journal.ErrLocked) {
-		return nil, fmt.Errorf("%w (is an agent running with this journal? stop it, or use its API)", err)
-	}
-	return j, err
+	return journal.Open(path, journal.Options{Timeout: 2 * time.Second})
 }
 
 // warnDamaged logs the closed runs Open found damaged (a damaged open run fails Open
