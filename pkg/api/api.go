@@ -23,7 +23,6 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -106,12 +105,12 @@ func Handler(opt Options) http.Handler {
 	}
 	mux := http.NewServeMux()
 	if opt.Metrics != nil {
-		mux.Handle("/metrics", methods{http.MethodGet: opt.Metrics.ServeHTTP})
+		mux.Handle("GET /metrics", opt.Metrics)
 	}
-	mux.Handle("/healthz", methods{http.MethodGet: func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	}})
-	mux.Handle("/readyz", methods{http.MethodGet: func(w http.ResponseWriter, _ *http.Request) {
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if opt.Ready != nil {
 			if err := opt.Ready(); err != nil {
 				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
@@ -119,7 +118,7 @@ func Handler(opt Options) http.Handler {
 			}
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	}})
+	})
 	if opt.Local || opt.Token != "" {
 		if opt.Journal != nil {
 			s.journalRoutes(mux)
@@ -128,10 +127,7 @@ func Handler(opt Options) http.Handler {
 			s.controlRoutes(mux)
 		}
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
-	})
-	return s.recoverer(s.guard(mux))
+	return s.recoverer(s.guard(jsonErrors(mux)))
 }
 
 // guard refuses every /v1 request on the network that lacks the token, before any route
@@ -160,26 +156,50 @@ type server struct {
 	token []byte // sha256 of the token; nil: none configured
 }
 
-// methods routes one path by method, answering 405 (JSON, with Allow) for the others.
-// HEAD is served by the GET handler.
-type methods map[string]http.HandlerFunc
-
-func (m methods) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h, ok := m[r.Method]
-	if !ok && r.Method == http.MethodHead {
-		h, ok = m[http.MethodGet]
-	}
-	if !ok {
-		allow := make([]string, 0, len(m))
-		for k := range m {
-			allow = append(allow, k)
+// jsonErrors answers the mux's own 404 and 405 in JSON, like every other error, keeping the
+// status and the Allow header the mux sets (GET routes also allow HEAD, which they serve).
+// No catch-all "/" route does it: a pattern without a method would match every method and
+// turn each 405 into a 404.
+func jsonErrors(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h, pattern := mux.Handler(r)
+		if pattern != "" {
+			// A route, or the mux's redirect to a clean path: served by the mux itself,
+			// which also sets the path values that mux.Handler leaves out.
+			mux.ServeHTTP(w, r)
+			return
 		}
-		slices.Sort(allow)
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed (allowed: "+strings.Join(allow, ", ")+")")
+		h.ServeHTTP(&muxError{ResponseWriter: w, r: r}, r)
+	})
+}
+
+// muxError replaces the plain-text body of the mux's 404 or 405 with a JSON error. Its other
+// answer without a route, a redirect to the cleaned path, passes through as it is.
+type muxError struct {
+	http.ResponseWriter
+	r        *http.Request
+	replaced bool
+}
+
+func (e *muxError) WriteHeader(code int) {
+	switch code {
+	case http.StatusNotFound:
+		writeError(e.ResponseWriter, code, "no such endpoint: "+e.r.URL.Path)
+	case http.StatusMethodNotAllowed:
+		allow := e.Header().Get("Allow")
+		writeError(e.ResponseWriter, code, "method "+e.r.Method+" not allowed (allowed: "+allow+")")
+	default:
+		e.ResponseWriter.WriteHeader(code)
 		return
 	}
-	h(w, r)
+	e.replaced = true
+}
+
+func (e *muxError) Write(b []byte) (int, error) {
+	if e.replaced {
+		return len(b), nil
+	}
+	return e.ResponseWriter.Write(b)
 }
 
 // authorized reports whether r may mutate: always on the socket; on the network only with

@@ -38,15 +38,13 @@ type HaltResponse struct {
 }
 
 func (s *server) controlRoutes(mux *http.ServeMux) {
-	mux.Handle("/v1/experiments", methods{http.MethodGet: s.experiments})
-	mux.Handle("/v1/experiments/{name}/fire", methods{http.MethodPost: s.mutating(s.fire)})
-	mux.Handle("/v1/experiments/{name}/pause", methods{http.MethodPost: s.mutating(s.pause(true))})
-	mux.Handle("/v1/experiments/{name}/resume", methods{http.MethodPost: s.mutating(s.pause(false))})
-	mux.Handle("/v1/halt", methods{
-		http.MethodGet:  s.haltState,
-		http.MethodPost: s.mutating(s.halt),
-	})
-	mux.Handle("/v1/resume", methods{http.MethodPost: s.mutating(s.resume)})
+	mux.HandleFunc("GET /v1/experiments", s.experiments)
+	mux.HandleFunc("POST /v1/experiments/{name}/fire", s.mutating(s.fire))
+	mux.HandleFunc("POST /v1/experiments/{name}/pause", s.mutating(s.pause(true)))
+	mux.HandleFunc("POST /v1/experiments/{name}/resume", s.mutating(s.pause(false)))
+	mux.HandleFunc("GET /v1/halt", s.haltState)
+	mux.HandleFunc("POST /v1/halt", s.mutating(s.halt))
+	mux.HandleFunc("POST /v1/resume", s.mutating(s.resume))
 }
 
 // experiments is GET /v1/experiments: a JSON array, sorted by name.

@@ -17,10 +17,10 @@ import (
 var statuses = []journal.Status{journal.Pending, journal.Active, journal.Succeeded, journal.Failed, journal.Aborted, journal.Skipped}
 
 func (s *server) journalRoutes(mux *http.ServeMux) {
-	mux.Handle("/v1/runs", methods{http.MethodGet: s.listRuns})
-	mux.Handle("/v1/runs/{id}", methods{http.MethodGet: s.getRun})
-	mux.Handle("/v1/stats", methods{http.MethodGet: s.stats})
-	mux.Handle("/v1/export", methods{http.MethodGet: s.export})
+	mux.HandleFunc("GET /v1/runs", s.listRuns)
+	mux.HandleFunc("GET /v1/runs/{id}", s.getRun)
+	mux.HandleFunc("GET /v1/stats", s.stats)
+	mux.HandleFunc("GET /v1/export", s.export)
 }
 
 // Page sizes of GET /v1/runs. A page is what one request holds in memory: without them a
