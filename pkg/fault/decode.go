@@ -131,14 +131,14 @@ func resolve(name string, data any) []any {
 		}
 		// A list index, or data that does not go as deep as the name (a single value taken
 		// as a list of one: "ports[0]" of `ports: 80`): the text up to the next delimiter.
-		i := max(strings.IndexAny(name, ".[]"), 0)
-		if i == 0 && name != "" && !strings.ContainsAny(name[:1], ".[]") {
+		i := strings.IndexAny(name, ".[]")
+		switch {
+		case i < 0:
 			i = len(name)
+		case i == 0:
+			i = 1 // a stray delimiter: step over it
 		}
 		seg, rest := name[:i], name[i:]
-		if i == 0 { // a stray delimiter: step over it
-			seg, rest = name[:1], name[1:]
-		}
 		if bracket {
 			rest = strings.TrimPrefix(rest, "]")
 		}

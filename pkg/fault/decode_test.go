@@ -90,5 +90,8 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		var s sample
 		_ = Decode(Params{"delay": v, "size": v, "loss": v, "workers": v, "ports": v, "percent": v}, &s)
+		// A key path is split along the data; any name ends, on data or off it.
+		_ = resolve(v, map[string]any{v: []any{1}, "a": map[string]any{v: 1}})
+		_ = resolve("a."+v+"[0]", map[string]any{"a": map[string]any{v: []any{}}})
 	})
 }
