@@ -190,7 +190,7 @@ const (
 )
 
 // defaults returns the config every layer is decoded on top of. Experiment defaults
-// (probability, concurrency) are filled in per list item by the shape check instead, since
+// (probability, concurrency) are filled in per list item while decoding instead, since
 // a list item has no prior value to decode onto.
 func defaults() Config {
 	return Config{

@@ -8,10 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"reflect"
 	"strings"
 
-	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/confmap"
 	"github.com/knadh/koanf/providers/env/v2"
@@ -78,8 +76,8 @@ func LoadDemo(overrides map[string]any) (*Config, error) {
 // DemoYAML returns a copy of the embedded demo's YAML, for users to start their own from.
 func DemoYAML() []byte { return append([]byte(nil), demoYAML...) }
 
-// load runs the pipeline: parse for positions, merge the layers with koanf, check the shape,
-// decode, validate. environ is nil when the environment must not be consulted.
+// load runs the pipeline: parse for positions, merge the layers with koanf, decode,
+// validate. environ is nil when the environment must not be consulted.
 func load(name string, data []byte, environ func() []string, overrides map[string]any) (*Config, error) {
 	root, err := parseNodes(name, data)
 	if err != nil {
@@ -128,16 +126,10 @@ func load(name string, data []byte, environ func() []string, overrides map[strin
 	if environ != nil {
 		r.getenv = envLookup(environ())
 	}
-	raw := k.Raw() // a deep copy: the shape check may edit it
-	r.shapeStruct(nil, raw, reflect.TypeFor[Config]())
+	raw := k.Raw() // a deep copy: decode may edit it
 	r.raw = raw
-
 	cfg := defaults()
-	if err := decode(raw, &cfg); err != nil {
-		// The shape check converts every value to its field's type, so this is a bug in that
-		// check; still report it as a config problem rather than fail obscurely.
-		r.errs = append(r.errs, &Error{File: name, Msg: "decode: " + err.Error(), err: err})
-	}
+	r.decode(raw, &cfg)
 	for i := range cfg.Experiments {
 		if cfg.Experiments[i].Fault.Params == nil {
 			cfg.Experiments[i].Fault.Params = map[string]any{}
@@ -276,28 +268,6 @@ func yamlErrors(name string, err error) error {
 	}
 	sortErrors(es)
 	return es
-}
-
-// decode copies the checked map into cfg. The shape check has already converted every
-// value to its field's exact type and reported the ones that did not fit, so mapstructure's
-// weak typing stays off (it would read `duration: 12` as 12ns); the hooks and ErrorUnused
-// are a second line of defence. Passing a DecoderConfig replaces koanf's own, which is why
-// the hooks are listed here, and why names match exactly ("Dry_Run" is not "dry_run").
-func decode(raw map[string]any, cfg *Config) error {
-	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		DecodeHook: mapstructure.ComposeDecodeHookFunc(
-			mapstructure.StringToTimeDurationHookFunc(),
-			mapstructure.TextUnmarshallerHookFunc(),
-		),
-		ErrorUnused: true,
-		TagName:     "koanf",
-		MatchName:   func(a, b string) bool { return a == b },
-		Result:      cfg,
-	})
-	if err != nil {
-		return err
-	}
-	return d.Decode(raw)
 }
 
 // rawBytes is a koanf provider for bytes already in memory.

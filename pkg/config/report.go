@@ -21,7 +21,7 @@ type report struct {
 	origins []origin   // highest precedence first
 	errs    Errors
 	seen    map[string]bool     // paths with a problem already, so each mistake is told once
-	raw     map[string]any      // the merged, checked layers: what was set at all
+	raw     map[string]any      // the merged layers: what was set at all
 	getenv  func(string) string // the environment the config was loaded with; nil without one
 }
 
@@ -72,7 +72,8 @@ func (r *report) originOf(p path, found int) (string, bool) {
 }
 
 // present reports whether any layer set a value at p ("duration: 0s" is present and
-// zero, which deserves another message than a duration that is missing).
+// zero, which deserves another message than a duration that is missing; "duration:" with
+// nothing after it is missing).
 func (r *report) present(p path) bool {
 	var v any = r.raw
 	for _, seg := range p {
@@ -93,7 +94,7 @@ func (r *report) present(p path) bool {
 			v = l[s]
 		}
 	}
-	return true
+	return v != nil
 }
 
 // err returns the problems sorted by position, or nil.

@@ -31,9 +31,9 @@ func nameTooLong(name string) string {
 		fault.Quote(name), utf8.RuneCountInString(name), MaxNameLen)
 }
 
-// validate checks the decoded config for everything the shape check could not see: ranges,
+// validate checks the decoded config for everything decoding could not see: ranges,
 // cross-references, cron expressions, regular expressions and each fault's own parameters.
-// Paths the shape check already reported are skipped, so one mistake gives one message.
+// Paths decoding already reported are skipped, so one mistake gives one message.
 func (r *report) validate(c *Config) {
 	r.validateAgent(c)
 	r.validateJournal(&c.Journal)

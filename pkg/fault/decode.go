@@ -1,221 +1,321 @@
 package fault
 
 import (
+	"errors"
 	"fmt"
-	"math"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
-	"time"
+
+	"github.com/go-viper/mapstructure/v2"
 )
 
 // Decode copies params into the struct out points to. Fields are matched by their
 // `param:"name"` tag; a key with no such field is an error (typos must not pass silently).
 // Every problem is reported, as an Errors list of FieldErrors keyed by parameter name.
 //
-// Supported field types: string, bool, ints, uints, floats, time.Duration ("200ms"),
-// Size ("256MiB"), Percent ("1.5%"), slices of those, and pointers to any of them (nil when
-// the key is absent, so a fault can tell "not set" from zero).
+// Values are converted as DecodeMap says: time.Duration ("200ms"), Size ("256MiB"),
+// Percent ("1.5%"), strings, bools, numbers, slices of those and pointers to any of them
+// (nil when the key is absent, so a fault can tell "not set" from zero).
 func Decode(params Params, out any) error {
-	rv := reflect.ValueOf(out)
-	if rv.Kind() != reflect.Pointer || rv.Elem().Kind() != reflect.Struct {
-		panic("fault.Decode: out must be a pointer to a struct")
-	}
-	sv := rv.Elem()
-	st := sv.Type()
-	fields := map[string]int{}
-	var known []string
-	for i := range st.NumField() {
-		if tag := st.Field(i).Tag.Get("param"); tag != "" && tag != "-" {
-			fields[tag] = i
-			known = append(known, tag)
-		}
-	}
-	slices.Sort(known)
-
-	var errs Errors
-	keys := make([]string, 0, len(params))
-	for k := range params {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys) // stable error order
-	for _, k := range keys {
-		i, ok := fields[k]
-		if !ok {
-			errs.Add(k, fmt.Sprintf("unknown parameter (known: %s)", strings.Join(known, ", ")))
-			continue
-		}
-		if err := set(sv.Field(i), params[k]); err != nil {
-			errs.Add(k, err.Error())
-		}
-	}
-	return errs.Err()
+	return Errors(DecodeMap(params, out, "param")).Err()
 }
 
-var (
-	durationType = reflect.TypeFor[time.Duration]()
-	sizeType     = reflect.TypeFor[Size]()
-	percentType  = reflect.TypeFor[Percent]()
-)
-
-func set(f reflect.Value, v any) error {
-	if v == nil {
-		return fmt.Errorf("has no value")
+// DecodeMap is the one decoder of chaoscron's YAML mappings, the config's and every fault's
+// parameters: mapstructure walks the structs, lists and maps (fields matched by the tag
+// named tag, exactly), and the hooks convert each value to its field's type with the
+// messages of this package. It returns every problem, sorted by key, each with its key
+// path; nil when there is none. A key with no value ("ramp:") is as if absent.
+//
+// Conversions, the same everywhere: a whole number where an integer is expected (YAML's
+// 1e3 is one; 2.5 is not), a finite number where a float is (never NaN or ±Inf), true or
+// false, a string only from a string, durations only as strings ("45s": a bare 12 is a
+// mistake, not 12ns), sizes and percents as strings or bare numbers (bytes, percent), and
+// a single value where a list of values is expected as a list of one. Strings are accepted
+// for numbers and bools too, because environment variables and flags are strings.
+//
+// hooks run before the conversions, for a caller's own defaults.
+func DecodeMap(in map[string]any, out any, tag string, hooks ...mapstructure.DecodeHookFunc) []*FieldError {
+	d, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		DecodeHook:  mapstructure.ComposeDecodeHookFunc(append(hooks, convert)...),
+		ErrorUnused: true,
+		TagName:     tag,
+		MatchName:   func(a, b string) bool { return a == b },
+		Result:      out,
+	})
+	if err != nil {
+		panic("fault.DecodeMap: " + err.Error()) // out is not a pointer: a bug, not input
 	}
-	switch f.Type() {
-	case durationType:
-		s, ok := v.(string)
-		if !ok {
-			return fmt.Errorf("expected a duration like \"200ms\", got %v", describe(v))
-		}
-		d, err := ParseDuration(s)
-		if err != nil {
-			return err
-		}
-		f.SetInt(int64(d))
-		return nil
-	case sizeType:
-		var sz Size
-		var err error
-		switch x := v.(type) {
-		case string:
-			sz, err = ParseSize(x)
-		default:
-			var n float64
-			if n, err = number(v); err == nil {
-				sz, err = ParseSize(strconv.FormatFloat(n, 'f', -1, 64))
-			} else {
-				err = fmt.Errorf("expected a size like \"256MiB\", got %v", describe(v))
+	root := reflect.TypeOf(out).Elem()
+	var es []*FieldError
+	for _, de := range leaves("", d.Decode(in)) {
+		if strings.HasPrefix(de.err.Error(), "has invalid keys: ") {
+			p := resolve(de.name, in)
+			if de.name == root.String() {
+				p = nil // mapstructure names the top level by its Go type
 			}
+			// One error for all the unknown keys of a mapping: split it, one per key, each
+			// with its own path (so its own line) and a suggestion.
+			es = append(es, unknownKeys(p, in, root, tag)...)
+			continue
 		}
-		if err != nil {
-			return err
-		}
-		f.SetInt(int64(sz))
-		return nil
-	case percentType:
-		var p Percent
-		var err error
-		switch x := v.(type) {
-		case string:
-			p, err = ParsePercent(x)
-		default:
-			var n float64
-			if n, err = number(v); err != nil {
-				return fmt.Errorf("expected a percentage like \"30%%\", got %v", describe(v))
-			}
-			p, err = Percent(n).check(fmt.Sprint(v))
-		}
-		if err != nil {
-			return err
-		}
-		f.SetFloat(float64(p))
+		p := resolve(de.name, in)
+		es = append(es, &FieldError{Key: keyString(p), Path: p, Msg: de.err.Error()})
+	}
+	slices.SortStableFunc(es, func(a, b *FieldError) int { return strings.Compare(a.Key, b.Key) })
+	return es
+}
+
+// decodeError is one leaf of mapstructure's error tree: a field's name and its problem.
+type decodeError struct {
+	name string
+	err  error
+}
+
+// leaves flattens mapstructure's tree of joined errors into its innermost DecodeErrors: a
+// field's own error, not the "decoding failed" of the struct around it.
+func leaves(name string, err error) []decodeError {
+	if err == nil {
 		return nil
 	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []decodeError
+		for _, e := range j.Unwrap() {
+			out = append(out, leaves(name, e)...)
+		}
+		return out
+	}
+	if de, ok := err.(*mapstructure.DecodeError); ok {
+		if inner := leaves(de.Name(), de.Unwrap()); len(inner) > 0 {
+			return inner
+		}
+		return []decodeError{{de.Name(), de.Unwrap()}}
+	}
+	// Decode wraps several errors once more ("decoding failed due to..."); a hook's own
+	// error (a *strconv.NumError, say) is a leaf.
+	if w, ok := err.(interface{ Unwrap() error }); ok && isMapstructure(w.Unwrap()) {
+		return leaves(name, w.Unwrap())
+	}
+	return []decodeError{{name, err}}
+}
 
-	switch f.Kind() {
-	case reflect.Pointer:
-		p := reflect.New(f.Type().Elem())
-		if err := set(p.Elem(), v); err != nil {
-			return err
+// isMapstructure reports whether err is one of mapstructure's errors or a list of them.
+func isMapstructure(err error) bool {
+	if _, ok := err.(interface{ Unwrap() []error }); ok {
+		return true
+	}
+	var me mapstructure.Error
+	return errors.As(err, &me)
+}
+
+// fail is a hook's verdict on one value, worded for people like the messages of Parse*.
+func fail(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// resolve turns mapstructure's field name ("experiments[2].fault", "windows[a.b].duration")
+// into path segments. Map keys may hold dots and brackets, so the name is split along the
+// data that was decoded: at a mapping, the longest of its keys that the name goes on with;
+// at a list, the index.
+func resolve(name string, data any) []any {
+	var p []any
+	for name != "" {
+		bracket := name[0] == '['
+		if bracket || name[0] == '.' {
+			name = name[1:]
 		}
-		f.Set(p)
-	case reflect.String:
-		s, ok := v.(string)
-		if !ok {
-			return fmt.Errorf("expected a string, got %v", describe(v))
-		}
-		f.SetString(s)
-	case reflect.Bool:
-		switch x := v.(type) {
-		case bool:
-			f.SetBool(x)
-		case string: // from environment variables
-			b, err := strconv.ParseBool(x)
-			if err != nil {
-				return fmt.Errorf("expected true or false, got %s", Quote(x))
-			}
-			f.SetBool(b)
-		default:
-			return fmt.Errorf("expected true or false, got %v", describe(v))
-		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		n, err := number(v)
-		if err != nil || n != math.Trunc(n) {
-			return fmt.Errorf("expected a whole number, got %v", describe(v))
-		}
-		// 2^63 itself is out of range but converts to MinInt64: compare before converting.
-		if n >= math.MaxInt64 || n < math.MinInt64 || f.OverflowInt(int64(n)) {
-			return fmt.Errorf("%v is out of range", v)
-		}
-		f.SetInt(int64(n))
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		n, err := number(v)
-		if err != nil || n != math.Trunc(n) || n < 0 {
-			return fmt.Errorf("expected a whole number ≥ 0, got %v", describe(v))
-		}
-		if n >= math.MaxUint64 || f.OverflowUint(uint64(n)) {
-			return fmt.Errorf("%v is out of range", v)
-		}
-		f.SetUint(uint64(n))
-	case reflect.Float32, reflect.Float64:
-		n, err := number(v)
-		if err != nil {
-			return fmt.Errorf("expected a number, got %v", describe(v))
-		}
-		f.SetFloat(n)
-	case reflect.Slice:
-		items, ok := v.([]any)
-		if !ok {
-			// A single value where a list is expected is taken as a list of one:
-			// `interfaces: eth0` means what it says.
-			items = []any{v}
-		}
-		s := reflect.MakeSlice(f.Type(), len(items), len(items))
-		for i, it := range items {
-			if err := set(s.Index(i), it); err != nil {
-				return fmt.Errorf("[%d]: %w", i, err)
+		if m, ok := data.(map[string]any); ok {
+			if key, rest, ok := longestKey(m, name, bracket); ok {
+				p, name, data = append(p, key), rest, m[key]
+				continue
 			}
 		}
-		f.Set(s)
-	default:
-		panic("fault.Decode: unsupported field type " + f.Type().String())
+		// A list index, or data that does not go as deep as the name (a single value taken
+		// as a list of one: "ports[0]" of `ports: 80`): the text up to the next delimiter.
+		i := strings.IndexAny(name, ".[]")
+		switch {
+		case i < 0:
+			i = len(name)
+		case i == 0:
+			i = 1 // a stray delimiter: step over it
+		}
+		seg, rest := name[:i], name[i:]
+		if bracket {
+			rest = strings.TrimPrefix(rest, "]")
+		}
+		if n, err := strconv.Atoi(seg); bracket && err == nil {
+			l, _ := data.([]any)
+			data = nil
+			if n >= 0 && n < len(l) {
+				data = l[n]
+			}
+			p = append(p, n)
+		} else {
+			p, data = append(p, seg), nil
+		}
+		name = rest
+	}
+	return p
+}
+
+// longestKey finds the longest key of m that name starts with, followed by the end of the
+// name or a delimiter ("]" first when the key was in brackets); rest is what follows.
+func longestKey(m map[string]any, name string, bracket bool) (key, rest string, ok bool) {
+	for k := range m {
+		if (ok && len(k) <= len(key)) || !strings.HasPrefix(name, k) {
+			continue
+		}
+		after := name[len(k):]
+		if bracket {
+			if !strings.HasPrefix(after, "]") {
+				continue
+			}
+			after = after[1:]
+		}
+		if after == "" || after[0] == '.' || after[0] == '[' {
+			key, rest, ok = k, after, true
+		}
+	}
+	return key, rest, ok
+}
+
+// keyString formats a path as the FieldError keys have always read: "ports[1]", "a.b".
+func keyString(p []any) string {
+	var b strings.Builder
+	for i, s := range p {
+		switch s := s.(type) {
+		case int:
+			b.WriteString("[" + strconv.Itoa(s) + "]")
+		case string:
+			if i > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s)
+		}
+	}
+	return b.String()
+}
+
+// unknownKeys reports each key of the mapping at p that the struct type there has no field
+// for.
+func unknownKeys(p []any, in map[string]any, root reflect.Type, tag string) []*FieldError {
+	var data any = in
+	t := root
+	for _, seg := range p {
+		t = elemAt(t, seg, tag)
+		switch s := seg.(type) {
+		case string:
+			m, _ := data.(map[string]any)
+			data = m[s]
+		case int:
+			l, _ := data.([]any)
+			if s < 0 || s >= len(l) {
+				return nil
+			}
+			data = l[s]
+		}
+	}
+	m, _ := asMap(data)
+	if t == nil || t.Kind() != reflect.Struct {
+		return []*FieldError{{Key: keyString(p), Path: p, Msg: "unknown keys"}}
+	}
+	known := fieldNames(t, tag)
+	var es []*FieldError
+	for _, k := range slices.Sorted(mapKeys(m)) {
+		if !slices.Contains(known, k) {
+			kp := append(slices.Clip(p), k)
+			es = append(es, &FieldError{Key: keyString(kp), Path: kp, Msg: UnknownKey(k, known)})
+		}
+	}
+	return es
+}
+
+// elemAt is the type found at seg inside a value of type t (nil when there is none).
+func elemAt(t reflect.Type, seg any, tag string) reflect.Type {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t == nil {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Struct:
+		name, _ := seg.(string)
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if tagName(f, tag) == name {
+				return f.Type
+			}
+		}
+		return nil
+	case reflect.Map, reflect.Slice:
+		return t.Elem()
 	}
 	return nil
 }
 
-func number(v any) (float64, error) {
-	switch x := v.(type) {
-	case int:
-		return float64(x), nil
-	case int64:
-		return float64(x), nil
-	case uint64:
-		return float64(x), nil
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return 0, fmt.Errorf("not a finite number")
-		}
-		return x, nil
-	case string: // from environment variables
-		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
-		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
-			return 0, fmt.Errorf("not a number")
-		}
-		return f, nil
-	}
-	return 0, fmt.Errorf("not a number")
+func tagName(f reflect.StructField, tag string) string {
+	name, _, _ := strings.Cut(f.Tag.Get(tag), ",")
+	return name
 }
 
-func describe(v any) string {
-	switch x := v.(type) {
-	case string:
-		return Quote(x)
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a mapping"
+// fieldNames lists the keys a struct type takes, sorted, for messages.
+func fieldNames(t reflect.Type, tag string) []string {
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		if n := tagName(f, tag); f.IsExported() && n != "" && n != "-" {
+			names = append(names, n)
+		}
 	}
-	return fmt.Sprintf("%v (%T)", v, v)
+	slices.Sort(names)
+	return names
+}
+
+func mapKeys(m map[string]any) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
+}
+
+// UnknownKey is the message for a key no field takes: a suggestion when one known name is
+// a likely typo of it, else the known names.
+func UnknownKey(k string, known []string) string {
+	best, bestDist := "", 3 // suggest only close matches: a typo, not a different word
+	for _, n := range known {
+		if len(k) > len(n)+bestDist {
+			continue // too far apart already; and a megabyte-long key costs no time
+		}
+		if d := editDistance(strings.ToLower(k), n); d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	if best != "" {
+		return "unknown key, did you mean " + best + "?"
+	}
+	return "unknown key (known: " + strings.Join(known, ", ") + ")"
+}
+
+// editDistance is the Levenshtein distance, for "did you mean" suggestions.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			sub := prev[j-1]
+			if a[i-1] != b[j-1] {
+				sub++
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, sub)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

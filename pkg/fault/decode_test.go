@@ -51,13 +51,13 @@ func TestDecodeErrors(t *testing.T) {
 	}, &s)
 	got := FieldErrors(err)
 	want := map[string]string{
-		"bogus":   "unknown parameter (known: count, delay, interfaces, loss, name, on, percent, ports, ratio, size, workers)",
-		"count":   "70000 is out of range",
-		"delay":   `expected a duration like "200ms", got 12 (int)`,
-		"loss":    `"150%" is above 100%`,
-		"on":      `expected true or false, got "maybe"`,
-		"ports":   `[0]: expected a whole number, got "a"`,
-		"workers": "expected a whole number, got 2.5 (float64)",
+		"bogus":    "unknown key (known: count, delay, interfaces, loss, name, on, percent, ports, ratio, size, workers)",
+		"count":    "70000 is out of range",
+		"delay":    `expected a duration like 45s, got 12`,
+		"loss":     `"150%" is above 100%`,
+		"on":       `expected true or false, got "maybe"`,
+		"ports[0]": `expected a whole number, got "a"`,
+		"workers":  "expected a whole number, got 2.5",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d errors, want %d: %v", len(got), len(want), err)
@@ -90,5 +90,8 @@ func FuzzDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		var s sample
 		_ = Decode(Params{"delay": v, "size": v, "loss": v, "workers": v, "ports": v, "percent": v}, &s)
+		// A key path is split along the data; any name ends, on data or off it.
+		_ = resolve(v, map[string]any{v: []any{1}, "a": map[string]any{v: 1}})
+		_ = resolve("a."+v+"[0]", map[string]any{"a": map[string]any{v: []any{}}})
 	})
 }

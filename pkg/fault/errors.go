@@ -29,6 +29,9 @@ func Quote(s string) string {
 type FieldError struct {
 	Key string
 	Msg string
+	// Path is Key as segments, mapping keys (string) and list indexes (int), when DecodeMap
+	// found it; nil otherwise (then Key is read back by the caller).
+	Path []any
 }
 
 func (e *FieldError) Error() string {
@@ -63,6 +66,17 @@ func (es Errors) Err() error {
 // Add appends a FieldError.
 func (es *Errors) Add(key, msg string) {
 	*es = append(*es, &FieldError{Key: key, Msg: msg})
+}
+
+// Has reports whether key has a problem already, so a check does not add "is required"
+// on top of "is not a size".
+func (es Errors) Has(key string) bool {
+	for _, e := range es {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
 }
 
 // FieldErrors flattens err into FieldErrors: an Errors list, a single *FieldError, or

@@ -42,7 +42,7 @@ func TestNewValidation(t *testing.T) {
 		{"load above 100", fault.Params{"load": 150}, "load", "150"},
 		{"load negative", fault.Params{"load": "-5%"}, "load", "below 0%"},
 		{"load word", fault.Params{"load": "abc"}, "load", "not a percentage"},
-		{"unknown", fault.Params{"cores": 2}, "cores", "unknown parameter"},
+		{"unknown", fault.Params{"cores": 2}, "cores", "unknown key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := fault.New("cpu", tc.params, fault.Env{})

@@ -102,7 +102,7 @@ func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 	}
 	switch {
 	case in.Path == nil:
-		if !decodeFailed(es, "path") {
+		if !es.Has("path") {
 			es.Add("path", "is required: the directory to fill")
 		}
 	case !filepath.IsAbs(*in.Path):
@@ -124,7 +124,7 @@ func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 		}
 		f.percent = *in.Percent
 	default:
-		if !decodeFailed(es, "size") && !decodeFailed(es, "percent") {
+		if !es.Has("size") && !es.Has("percent") {
 			es.Add("size", "one of size or percent is required")
 		}
 	}
@@ -143,17 +143,6 @@ func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 		return nil, err
 	}
 	return f, nil
-}
-
-// decodeFailed reports whether key already has an error, so "is required" is not added on
-// top of "is not a size".
-func decodeFailed(es fault.Errors, key string) bool {
-	for _, e := range es {
-		if e.Key == key {
-			return true
-		}
-	}
-	return false
 }
 
 // Describe says in one line what Inject will do.

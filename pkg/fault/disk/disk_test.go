@@ -44,7 +44,7 @@ func TestNewValidation(t *testing.T) {
 		{"size negative", fault.Params{"path": "/data", "size": "-1GiB"}, []want{{"size", "negative"}}},
 		{"reserve bad", fault.Params{"path": "/data", "size": "1GiB", "reserve": "some"}, []want{{"reserve", "not a size"}}},
 		{"method unknown", fault.Params{"path": "/data", "size": "1GiB", "method": "dd"}, []want{{"method", "not a method"}}},
-		{"unknown param", fault.Params{"path": "/data", "size": "1GiB", "file": "x"}, []want{{"file", "unknown parameter"}}},
+		{"unknown param", fault.Params{"path": "/data", "size": "1GiB", "file": "x"}, []want{{"file", "unknown key"}}},
 		{"everything wrong", fault.Params{"path": "rel", "size": "lots", "method": "dd"},
 			[]want{{"size", "not a size"}, {"path", "absolute"}, {"method", "not a method"}}},
 	} {

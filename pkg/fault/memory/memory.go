@@ -55,13 +55,14 @@ type params struct {
 // New validates params. It reads nothing from the system: the percent is resolved in Plan.
 func New(p fault.Params, env fault.Env) (fault.Fault, error) {
 	var ps params
-	if err := fault.Decode(p, &ps); err != nil {
-		return nil, err
-	}
-	var errs fault.Errors
+	// Decode's problems and the checks below are reported together: one round trip shows
+	// them all.
+	errs := fault.Errors(fault.FieldErrors(fault.Decode(p, &ps)))
 	switch {
 	case ps.Size == nil && ps.Percent == nil:
-		errs.Add("size", "set size (e.g. 256MiB) or percent (e.g. 25%)")
+		if !errs.Has("size") && !errs.Has("percent") {
+			errs.Add("size", "set size (e.g. 256MiB) or percent (e.g. 25%)")
+		}
 	case ps.Size != nil && ps.Percent != nil:
 		errs.Add("percent", "set either size or percent, not both")
 	case ps.Size != nil && *ps.Size <= 0:

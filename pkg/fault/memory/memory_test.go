@@ -46,6 +46,10 @@ func TestNewValidation(t *testing.T) {
 		{"bad size", fault.Params{"size": "lots"}, []string{"size"}},
 		{"negative ramp", fault.Params{"size": "1MiB", "ramp": "-1s"}, []string{"ramp"}},
 		{"unknown key", fault.Params{"size": "1MiB", "sise": "2MiB"}, []string{"sise"}},
+		// Every problem at once: a decode error does not hide the others.
+		{"two bad params", fault.Params{"size": "lots", "ramp": "soon"}, []string{"ramp", "size"}},
+		{"bad param and negative ramp", fault.Params{"size": "1MiB", "huge_pages": "sometimes", "ramp": "-1s"}, []string{"huge_pages", "ramp"}},
+		{"bad param and nothing to allocate", fault.Params{"huge_pages": "sometimes"}, []string{"huge_pages", "size"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := fault.New("memory", tc.params, fault.Env{})

@@ -211,6 +211,9 @@ func parse(p fault.Params, env fault.Env) (config, error) {
 	seen := map[string]bool{}
 	for i, name := range in.Interfaces {
 		key := fmt.Sprintf("interfaces[%d]", i)
+		if es.Has(key) {
+			continue // not a string: told by Decode
+		}
 		if err := checkIfName(name); err != nil {
 			es.Add(key, err.Error())
 		} else if seen[name] {
@@ -250,9 +253,13 @@ func parse(p fault.Params, env fault.Env) (config, error) {
 		es.Add("cidrs", fmt.Sprintf("%d entries: at most %d", len(in.CIDRs), maxListLen))
 	} else {
 		for i, s := range in.CIDRs {
+			key := fmt.Sprintf("cidrs[%d]", i)
+			if es.Has(key) {
+				continue // not a string: told by Decode
+			}
 			pfx, err := parseCIDR(s)
 			if err != nil {
-				es.Add(fmt.Sprintf("cidrs[%d]", i), err.Error())
+				es.Add(key, err.Error())
 			} else if !slices.Contains(c.scope.CIDRs, pfx) {
 				c.scope.CIDRs = append(c.scope.CIDRs, pfx)
 			}
@@ -275,8 +282,12 @@ func ports(key string, in []int, es *fault.Errors) []uint16 {
 	}
 	var out []uint16
 	for i, p := range in {
+		k := fmt.Sprintf("%s[%d]", key, i)
+		if es.Has(k) {
+			continue // not a number: told by Decode
+		}
 		if p < 1 || p > math.MaxUint16 {
-			es.Add(fmt.Sprintf("%s[%d]", key, i), fmt.Sprintf("%d is not a port (1..65535)", p))
+			es.Add(k, fmt.Sprintf("%d is not a port (1..65535)", p))
 			continue
 		}
 		if !slices.Contains(out, uint16(p)) {

@@ -76,7 +76,7 @@ func TestNewErrors(t *testing.T) {
 		want []string // "key: substring"
 	}{
 		{"nothing to do", fault.Params{"interfaces": []any{"lo"}}, fault.Env{}, []string{": a network fault needs at least one of delay"}},
-		{"unknown key", fault.Params{"delay": "1ms", "dealy": "1ms"}, fault.Env{}, []string{"dealy: unknown parameter"}},
+		{"unknown key", fault.Params{"delay": "1ms", "dealy": "1ms"}, fault.Env{}, []string{"dealy: unknown key"}},
 		{"bad units", fault.Params{"delay": "200", "loss": "thirty", "rate": "10", "jitter": 5}, fault.Env{}, []string{
 			"delay: \"200\" is not a duration", "jitter: expected a duration", "loss: \"thirty\" is not a percentage", "rate: \"10\" is not a rate"}},
 		{"ranges", fault.Params{"delay": "-1ms", "loss": "101%", "limit": 0, "gap": 0}, fault.Env{}, []string{
@@ -91,7 +91,9 @@ func TestNewErrors(t *testing.T) {
 		{"interfaces", fault.Params{"delay": "1ms", "interfaces": []any{"eth0", "eth0", "a/b", "averyveryverylongname", ""}}, fault.Env{}, []string{
 			"interfaces[1]: \"eth0\" is listed twice", "interfaces[2]: \"a/b\" is not a valid", "interfaces[3]: \"averyveryverylongname\" is longer", "interfaces[4]: is empty"}},
 		{"netns relative", fault.Params{"delay": "1ms", "netns": "run/netns/x"}, fault.Env{}, []string{"netns: \"run/netns/x\" is not an absolute path"}},
-		{"ports", fault.Params{"delay": "1ms", "ports": []any{0, 70000, "x"}}, fault.Env{}, []string{"ports: [2]: expected a whole number"}},
+		{"ports", fault.Params{"delay": "1ms", "ports": []any{0, 70000, "x"}}, fault.Env{}, []string{
+			"ports[2]: expected a whole number", "ports[0]: 0 is not a port", "ports[1]: 70000 is not a port"}},
+		{"interfaces not strings", fault.Params{"delay": "1ms", "interfaces": []any{"eth0", 5}}, fault.Env{}, []string{"interfaces[1]: expected a string, got 5"}},
 		{"port range", fault.Params{"delay": "1ms", "ports": []any{0, 70000}}, fault.Env{}, []string{"ports[0]: 0 is not a port", "ports[1]: 70000 is not a port"}},
 		{"own port", fault.Params{"delay": "1ms", "ports": []any{8000}}, fault.Env{ListenPort: 8000}, []string{"ports: 8000 is the agent's own port"}},
 		{"excluded port", fault.Params{"delay": "1ms", "ports": []any{80}, "exclude_ports": []any{80}}, fault.Env{}, []string{"ports: 80 is also in exclude_ports"}},
@@ -161,5 +163,21 @@ func TestRegistered(t *testing.T) {
 	}
 	if _, ok := f.(fault.Sweeper); !ok {
 		t.Error("network fault is not a Sweeper")
+	}
+}
+
+// A list item of the wrong type is told once, by the decoder, not again by the check of
+// its (zero) value.
+func TestNewOneMessagePerItem(t *testing.T) {
+	_, err := New(fault.Params{"delay": "1ms", "ports": []any{"x"}, "interfaces": []any{5}, "cidrs": []any{true}}, fault.Env{})
+	seen := map[string]string{}
+	for _, fe := range fault.FieldErrors(err) {
+		if m, dup := seen[fe.Key]; dup {
+			t.Errorf("%s: two messages: %q and %q", fe.Key, m, fe.Msg)
+		}
+		seen[fe.Key] = fe.Msg
+	}
+	if len(seen) != 3 {
+		t.Errorf("got %v, want one message for each of ports[0], interfaces[0], cidrs[0]", err)
 	}
 }

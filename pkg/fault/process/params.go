@@ -2,7 +2,6 @@ package process
 
 import (
 	"fmt"
-	"maps"
 	"math"
 	"path/filepath"
 	"regexp"
@@ -53,9 +52,12 @@ type params struct {
 	IgnoreMissing bool           `param:"ignore_missing"`
 	Action        *string        `param:"action"`
 	Grace         *time.Duration `param:"grace"`
+	// A number or a word: read below, with fault.WholeNumber for the number.
+	Count  any `param:"count"`
+	User   any `param:"user"`
+	Signal any `param:"signal"`
 }
 
-// Parameters that may be a number or a word, which Decode has no type for.
 const (
 	keyCount  = "count"
 	keyUser   = "user"
@@ -63,15 +65,8 @@ const (
 )
 
 func parseParams(p fault.Params) (config, error) {
-	rest := maps.Clone(p)
-	delete(rest, keyCount)
-	delete(rest, keyUser)
-	delete(rest, keySignal)
 	var ps params
-	var errs fault.Errors
-	if err := fault.Decode(rest, &ps); err != nil {
-		errs = append(errs, fault.FieldErrors(err)...)
-	}
+	errs := fault.Errors(fault.FieldErrors(fault.Decode(p, &ps)))
 
 	c := config{count: 1, action: actionKill, signal: unix.SIGTERM, grace: defaultGrace}
 	matchers := 0
@@ -104,18 +99,18 @@ func parseParams(p fault.Params) (config, error) {
 			errs.Add("exe", "a path must be absolute (or give the bare file name)")
 		}
 	}
-	if v, ok := p[keyUser]; ok {
+	if v := ps.User; v != nil {
 		matchers++
 		switch x := v.(type) {
 		case string:
 			c.user = strings.TrimSpace(x)
 		default:
-			if n, ok := wholeNumber(v); ok && n >= 0 && n <= math.MaxUint32 {
+			if n, ok := fault.WholeNumber(v); ok && n >= 0 && n <= math.MaxUint32 {
 				c.user = strconv.FormatInt(n, 10)
 			}
 		}
 		if c.user == "" {
-			errs.Add(keyUser, fmt.Sprintf("expected a user name or a numeric uid, got %v", v))
+			errs.Add(keyUser, "expected a user name or a numeric uid, got "+fault.Describe(v))
 		}
 	}
 	if ps.Pidfile != nil {
@@ -136,16 +131,16 @@ func parseParams(p fault.Params) (config, error) {
 		errs.Add("", "set at least one of name, cmdline, exe, user, pidfile, port to say which processes")
 	}
 
-	if v, ok := p[keyCount]; ok {
+	if v := ps.Count; v != nil {
 		if ps.Percent != nil {
 			errs.Add(keyCount, "set either count or percent, not both")
 		}
 		if s, isStr := v.(string); isStr && strings.EqualFold(strings.TrimSpace(s), "all") {
 			c.all = true
-		} else if n, ok := wholeNumber(v); ok && n >= 1 && n <= math.MaxInt32 {
+		} else if n, ok := fault.WholeNumber(v); ok && n >= 1 && n <= math.MaxInt32 {
 			c.count = int(n)
 		} else {
-			errs.Add(keyCount, fmt.Sprintf("expected a number of processes (1 or more) or \"all\", got %v", v))
+			errs.Add(keyCount, "expected a number of processes (1 or more) or \"all\", got "+fault.Describe(v))
 		}
 	}
 	if ps.Percent != nil {
@@ -162,7 +157,7 @@ func parseParams(p fault.Params) (config, error) {
 			errs.Add("action", fmt.Sprintf("expected kill or stop, got %q", *ps.Action))
 		}
 	}
-	if v, ok := p[keySignal]; ok {
+	if v := ps.Signal; v != nil {
 		if c.action != actionKill {
 			errs.Add(keySignal, "only with action: kill (stop always sends SIGSTOP, and SIGCONT on revert)")
 		} else if sig, err := parseSignal(v); err != nil {
@@ -252,36 +247,15 @@ func parseSignal(v any) (unix.Signal, error) {
 			sig = unix.SignalNum(s)
 		}
 	default:
-		if n, ok := wholeNumber(v); ok && n > 0 && n < 65 {
+		if n, ok := fault.WholeNumber(v); ok && n > 0 && n < 65 {
 			sig = unix.Signal(n)
 		}
 	}
 	if sig <= 0 || unix.SignalName(sig) == "" {
-		return 0, fmt.Errorf("expected a signal like SIGTERM, TERM or 15, got %v", v)
+		return 0, fmt.Errorf("expected a signal like SIGTERM, TERM or 15, got %s", fault.Describe(v))
 	}
 	if why, bad := ignoredByDefault[sig]; bad {
 		return 0, fmt.Errorf("%s %s", unix.SignalName(sig), why)
 	}
 	return sig, nil
-}
-
-func wholeNumber(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int:
-		return int64(x), true
-	case int64:
-		return x, true
-	case uint64:
-		if x <= math.MaxInt64 {
-			return int64(x), true
-		}
-	case float64:
-		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
-			return int64(x), true
-		}
-	case string:
-		n, err := strconv.ParseInt(strings.TrimSpace(x), 10, 64)
-		return n, err == nil
-	}
-	return 0, false
 }
