@@ -18,6 +18,7 @@ import (
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/api"
 	"github.com/chaoscron/chaoscron/pkg/config"
+	"github.com/chaoscron/chaoscron/pkg/control"
 	"github.com/chaoscron/chaoscron/pkg/metrics"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
@@ -105,7 +106,7 @@ func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Co
 			return nil
 		},
 		Journal: j,
-		Control: control{r},
+		Control: control.New(r),
 		Token:   token,
 		Log:     log,
 	}

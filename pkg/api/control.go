@@ -47,6 +47,9 @@ func (s *server) controlRoutes(mux *http.ServeMux) {
 		http.MethodPost: s.mutating(s.halt),
 	})
 	mux.Handle("/v1/resume", methods{http.MethodPost: s.mutating(s.resume)})
+
+	mux.Handle("/v1/recover", methods{http.MethodPost: s.mutating(s.recoverNow)})
+	mux.Handle("/v1/prune", methods{http.MethodPost: s.mutating(s.prune)})
 }
 
 // experiments is GET /v1/experiments: a JSON array, sorted by name.
