@@ -39,17 +39,17 @@ sweep, and prints what it did. Use it once the cause of a failed revert is fixed
 			if err != nil {
 				return err
 			}
-			r, j, _, err := newRunner(cfg)
-			if errors.Is(err, journal.ErrLocked) {
-				return recoverThroughAgent(c, cfg)
-			}
-			if err != nil {
-				return err
-			}
-			defer j.Close()
-			rep, rerr := r.Recover(c.Context())
-			printRecovery(c.OutOrStdout(), rep.Open, rep.Recovered, rep.Failed, rep.Swept, rep.Took)
-			return rerr
+			return fileOrAgent(cfg.Journal.Path, func(j *journal.Journal) error {
+				r, _, err := runnerOn(cfg, j)
+				if err != nil {
+					return err
+				}
+				rep, rerr := r.Recover(c.Context())
+				printRecovery(c.OutOrStdout(), rep.Open, rep.Recovered, rep.Failed, rep.Swept, rep.Took)
+				return rerr
+			}, func(cl *api.Client) error {
+				return recoverThroughAgent(c, cl, api.SocketPath(cfg.Journal.Path))
+			})
 		},
 	}
 	o.addFile(c.Flags(), false)
@@ -59,10 +59,7 @@ sweep, and prints what it did. Use it once the cause of a failed revert is fixed
 
 // recoverThroughAgent asks the agent that holds the journal to retry its failed cleanups
 // now and to sweep: two agents must never share a journal.
-func recoverThroughAgent(c *cobra.Command, cfg *config.Config) error {
-	sock := api.SocketPath(cfg.Journal.Path)
-	cl := api.NewClient(sock)
-	defer cl.Close()
+func recoverThroughAgent(c *cobra.Command, cl *api.Client, sock string) error {
 	ctx, cancel := context.WithTimeout(c.Context(), 5*time.Minute)
 	defer cancel()
 	rr, err := cl.Recover(ctx)
