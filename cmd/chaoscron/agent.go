@@ -158,20 +158,26 @@ func newLogger(cfg *config.Config) *slog.Logger {
 // newRunner opens cfg's journal (exclusively) and builds a runner on it, for the commands that
 // act on the system outside `run` (fire, recover). The caller closes the journal.
 func newRunner(cfg *config.Config) (*runner.Runner, *journal.Journal, *slog.Logger, error) {
-	log := newLogger(cfg)
 	j, err := openJournal(cfg.Journal.Path)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	r, log, err := runnerOn(cfg, j)
+	if err != nil {
+		j.Close()
+		return nil, nil, nil, err
+	}
+	return r, j, log, nil
+}
+
+// runnerOn builds a runner for cfg on the journal j, opened by the caller.
+func runnerOn(cfg *config.Config, j *journal.Journal) (*runner.Runner, *slog.Logger, error) {
+	log := newLogger(cfg)
 	warnDamaged(log, j)
 	env, err := faultEnv(cfg, log)
-	if err == nil {
-		var r *runner.Runner
-		r, err = runner.New(runner.Options{Config: cfg, Journal: j, Metrics: metrics.New(version), Log: log, Env: env, Agent: newAgent()})
-		if err == nil {
-			return r, j, log, nil
-		}
+	if err != nil {
+		return nil, nil, err
 	}
-	j.Close()
-	return nil, nil, nil, err
+	r, err := runner.New(runner.Options{Config: cfg, Journal: j, Metrics: metrics.New(version), Log: log, Env: env, Agent: newAgent()})
+	return r, log, err
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -226,35 +227,52 @@ func newJournalPrune() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "prune",
 		Short: "Delete old closed runs (open runs are never deleted)",
-		Args:  args(cobra.NoArgs),
+		Long: `Delete closed runs beyond the newest --max-runs and those older than --max-age (0: no
+such limit); open runs are never deleted. While an agent runs, it prunes, over its socket; a
+limit not given is then the running agent's (journal.max_runs, journal.max_age).`,
+		Args: args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, _ []string) error {
 			path, err := o.journalPath(c.Flags())
 			if err != nil {
 				return err
 			}
-			if !c.Flags().Changed("max-runs") || !c.Flags().Changed("max-age") {
-				cfg, err := config.Load(o.file, map[string]any{"journal.path": path})
+			w := c.OutOrStdout()
+			return fileOrAgent(path, func(j *journal.Journal) error {
+				if !c.Flags().Changed("max-runs") || !c.Flags().Changed("max-age") {
+					cfg, err := config.Load(o.file, map[string]any{"journal.path": path})
+					if err != nil {
+						return err
+					}
+					if !c.Flags().Changed("max-runs") {
+						maxRuns = cfg.Journal.MaxRuns
+					}
+					if !c.Flags().Changed("max-age") {
+						maxAge = cfg.Journal.MaxAge
+					}
+				}
+				n, err := j.Prune(maxRuns, maxAge, time.Now())
 				if err != nil {
 					return err
 				}
-				if !c.Flags().Changed("max-runs") {
-					maxRuns = cfg.Journal.MaxRuns
-				}
-				if !c.Flags().Changed("max-age") {
-					maxAge = cfg.Journal.MaxAge
-				}
-			}
-			j, err := openJournal(path)
-			if err != nil {
+				_, err = fmt.Fprintf(w, "pruned %d runs (max runs %d, max age %s)\n", n, maxRuns, maxAge)
 				return err
-			}
-			defer j.Close()
-			n, err := j.Prune(maxRuns, maxAge, time.Now())
-			if err != nil {
+			}, func(cl *api.Client) error {
+				var req api.PruneRequest
+				if c.Flags().Changed("max-runs") {
+					req.MaxRuns = &maxRuns
+				}
+				if c.Flags().Changed("max-age") {
+					req.MaxAge = maxAge.String()
+				}
+				ctx, cancel := context.WithTimeout(c.Context(), time.Minute)
+				defer cancel()
+				pr, err := cl.Prune(ctx, req)
+				if err != nil {
+					return fmt.Errorf("prune through the running agent: %w", err)
+				}
+				_, err = fmt.Fprintf(w, "pruned %d runs (max runs %d, max age %s; by the running agent)\n", pr.Pruned, pr.MaxRuns, pr.MaxAge)
 				return err
-			}
-			_, err = fmt.Fprintf(c.OutOrStdout(), "pruned %d runs\n", n)
-			return err
+			})
 		},
 	}
 	o.addFlags(c, false)

@@ -15,10 +15,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/api"
 	"github.com/chaoscron/chaoscron/pkg/config"
+	"github.com/chaoscron/chaoscron/pkg/control"
 	"github.com/chaoscron/chaoscron/pkg/metrics"
+	"github.com/chaoscron/chaoscron/pkg/reload"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
 
@@ -27,10 +28,11 @@ import (
 const shutdownBound = 20 * time.Second
 
 // pruneEvery is how often retention runs; journalSizeEvery how often
-// chaos_journal_size_bytes is refreshed.
+// chaos_journal_size_bytes is refreshed; retryEvery how often failed cleanups are retried.
 const (
 	pruneEvery       = 10 * time.Minute
 	journalSizeEvery = 5 * time.Second
+	retryEvery       = 30 * time.Second
 )
 
 func newRunCommand() *cobra.Command {
@@ -60,9 +62,9 @@ A second signal: exit at once; the next start recovers what is left.`,
 	return c
 }
 
-// runAgent runs the agent on cfg until SIGTERM/SIGINT. reload loads the config anew, the
+// runAgent runs the agent on cfg until SIGTERM/SIGINT. load loads the config anew, the
 // same way (file, environment, flags), for SIGHUP and changes to the file.
-func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Config, error)) error {
+func runAgent(ctx context.Context, cfg *config.Config, load func() (*config.Config, error)) error {
 	log := newLogger(cfg)
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -105,7 +107,7 @@ func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Co
 			return nil
 		},
 		Journal: j,
-		Control: control{r},
+		Control: control.New(r),
 		Token:   token,
 		Log:     log,
 	}
@@ -136,39 +138,19 @@ func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Co
 		// would leave it behind for certain.
 		log.Error("start-up recovery incomplete", "err", err)
 	}
-	prune(j, cfg, log)
 	if r.Halted() {
 		log.Warn("halt switch is on: nothing fires until resume")
 	}
 
 	r.Start(ctx)
 	ready.Store(true)
-	for _, result := range []string{"ok", "rejected"} {
-		m.ConfigReload.WithLabelValues(result) // zeros, not gaps, on dashboards
-	}
-	rl := &reloader{load: reload, r: r, m: m, log: log, hup: hup}
+	w := &reload.Watcher{Load: load, Runner: r, Metrics: m, Log: log, HUP: hup}
 	if cfg.Source != config.DemoSource {
-		rl.path = cfg.Source
+		w.Path = cfg.Source
 	}
-	go rl.run(ctx)
-	go r.RetryCleanups(ctx, 30*time.Second)
-	go func() {
-		t := time.NewTicker(journalSizeEvery)
-		defer t.Stop()
-		last := time.Now()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if time.Since(last) >= pruneEvery {
-					prune(j, r.Config(), log)
-					last = time.Now()
-				}
-				r.UpdateJournalSize()
-			}
-		}
-	}()
+	go w.Run(ctx)
+	go r.RetryCleanups(ctx, retryEvery)
+	go r.KeepJournal(ctx, pruneEvery, journalSizeEvery)
 
 	<-ctx.Done()
 	stop() // a second signal now takes the default action: the process dies at once
@@ -182,15 +164,6 @@ func runAgent(ctx context.Context, cfg *config.Config, reload func() (*config.Co
 	}
 	log.Info("stopped; no fault left behind")
 	return nil
-}
-
-func prune(j *journal.Journal, cfg *config.Config, log *slog.Logger) {
-	n, err := j.Prune(cfg.Journal.MaxRuns, cfg.Journal.MaxAge, time.Now())
-	if err != nil {
-		log.Warn("journal prune", "err", err)
-	} else if n > 0 {
-		log.Info("journal pruned", "removed", n)
-	}
 }
 
 // serve listens on agent.listen (if enabled) and serves h in the background.

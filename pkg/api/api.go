@@ -74,6 +74,13 @@ type Control interface {
 	// Resume turns the halt switch off.
 	Resume() error
 	Halted() bool
+	// Recover reverts now every open run that no live run owns (cleanups that failed) and
+	// sweeps for leftovers no run owns. A revert that fails again is counted in the
+	// response and is the error; the run stays open for the next try.
+	Recover(ctx context.Context) (RecoverResponse, error)
+	// Prune deletes closed runs beyond the newest maxRuns or older than maxAge; nil is
+	// the agent's configured limit (journal.max_runs, journal.max_age).
+	Prune(ctx context.Context, maxRuns *int, maxAge *time.Duration) (PruneResponse, error)
 }
 
 // Options wires the handler.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/api"
+	"github.com/chaoscron/chaoscron/pkg/control"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
 
@@ -19,6 +20,8 @@ var mutations = []struct{ path, body string }{
 	{"/v1/experiments/fill/resume", "{}"},
 	{"/v1/halt", `{"reason": "test"}`},
 	{"/v1/resume", ""},
+	{"/v1/recover", ""},
+	{"/v1/prune", `{"max_runs": 0}`},
 }
 
 // TestUnauthorizedChangesNothing: on the network listener every mutating call without the
@@ -251,10 +254,12 @@ func TestControl(t *testing.T) {
 // TestNotReady: until start-up recovery has finished nothing may fire, from the API either.
 func TestNotReady(t *testing.T) {
 	a := newAgent(t, "1h")
-	h := api.Handler(api.Options{Journal: a.j, Control: control{a.r}, Local: true,
+	h := api.Handler(api.Options{Journal: a.j, Control: control.New(a.r), Local: true,
 		Ready: func() error { return errTest("recovering") }})
-	if code, body := do(h, "POST", "/v1/experiments/fill/fire", ""); code != http.StatusServiceUnavailable {
-		t.Fatalf("fire before ready: %d %s", code, body)
+	for _, m := range mutations {
+		if code, body := do(h, "POST", m.path, m.body); code != http.StatusServiceUnavailable {
+			t.Fatalf("POST %s before ready: %d %s", m.path, code, body)
+		}
 	}
 	if code, _ := do(h, "GET", "/v1/runs", ""); code != http.StatusOK {
 		t.Fatalf("reading the journal before ready: %d", code)

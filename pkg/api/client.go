@@ -307,3 +307,17 @@ func (c *Client) Fire(ctx context.Context, name string) (journal.Record, error) 
 	err := c.getJSON(ctx, http.MethodPost, "/v1/experiments/"+url.PathEscape(name)+"/fire", nil, struct{}{}, &rec)
 	return rec, err
 }
+
+// Recover is POST /v1/recover: the agent retries its failed cleanups now, and sweeps.
+func (c *Client) Recover(ctx context.Context) (RecoverResponse, error) {
+	var rr RecoverResponse
+	err := c.getJSON(ctx, http.MethodPost, "/v1/recover", nil, struct{}{}, &rr)
+	return rr, err
+}
+
+// Prune is POST /v1/prune.
+func (c *Client) Prune(ctx context.Context, req PruneRequest) (PruneResponse, error) {
+	var pr PruneResponse
+	err := c.getJSON(ctx, http.MethodPost, "/v1/prune", nil, req, &pr)
+	return pr, err
+}

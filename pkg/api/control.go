@@ -45,6 +45,8 @@ func (s *server) controlRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /v1/halt", s.haltState)
 	mux.HandleFunc("POST /v1/halt", s.mutating(s.halt))
 	mux.HandleFunc("POST /v1/resume", s.mutating(s.resume))
+	mux.HandleFunc("POST /v1/recover", s.mutating(s.recoverNow))
+	mux.HandleFunc("POST /v1/prune", s.mutating(s.prune))
 }
 
 // experiments is GET /v1/experiments: a JSON array, sorted by name.

@@ -2,8 +2,6 @@ package api_test
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,46 +14,12 @@ import (
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/api"
 	"github.com/chaoscron/chaoscron/pkg/config"
+	"github.com/chaoscron/chaoscron/pkg/control"
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	_ "github.com/chaoscron/chaoscron/pkg/fault/disk"
 	"github.com/chaoscron/chaoscron/pkg/metrics"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
-
-// control adapts the runner to api.Control, as cmd/chaoscron does.
-type control struct{ r *runner.Runner }
-
-func (c control) Experiments() []api.Experiment {
-	var out []api.Experiment
-	for _, e := range c.r.Experiments() {
-		out = append(out, api.Experiment{Name: e.Name, Fault: e.Fault, Schedule: e.Schedule, Window: e.Window,
-			Paused: e.Paused, Active: e.Active, NextFire: e.NextFire})
-	}
-	return out
-}
-
-func (c control) Fire(ctx context.Context, name string) (uint64, error) {
-	id, err := c.r.Fire(ctx, name, runner.TriggerAPI, time.Time{})
-	return id, mapErr(err)
-}
-
-func (c control) SetPaused(name string, p bool) error { return mapErr(c.r.SetPaused(name, p)) }
-func (c control) Halt(ctx context.Context, reason string) (int, error) {
-	return c.r.HaltWait(ctx, reason)
-}
-func (c control) Resume() error { return c.r.Resume() }
-func (c control) Halted() bool  { return c.r.Halted() }
-
-func mapErr(err error) error {
-	var skip *runner.SkipError
-	switch {
-	case errors.Is(err, runner.ErrUnknown):
-		return fmt.Errorf("%w: %w", api.ErrNotFound, err)
-	case errors.As(err, &skip):
-		return &api.Refused{Reason: skip.Reason, Detail: skip.Detail}
-	}
-	return err
-}
 
 // agent is a real runner over a real journal, with the disk fault filling a temp dir, and
 // the three handlers the agent serves: the socket, the network with a token, the network
@@ -119,7 +83,7 @@ func newAgentYAML(t testing.TB, yaml string) *agent {
 		cancel()
 		_ = a.j.Close()
 	})
-	opt := api.Options{Metrics: a.m.Handler(), Journal: a.j, Control: control{a.r}}
+	opt := api.Options{Metrics: a.m.Handler(), Journal: a.j, Control: control.New(a.r)}
 	opt.Local = true
 	a.local = api.Handler(opt)
 	opt.Local, opt.Token = false, token

@@ -2,7 +2,6 @@ package runner
 
 import (
 	"context"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -68,11 +67,4 @@ func (r *Runner) HaltWait(ctx context.Context, reason string) (int, error) {
 		}
 	}
 	return n, err
-}
-
-// UpdateJournalSize sets chaos_journal_size_bytes from the journal file's size.
-func (r *Runner) UpdateJournalSize() {
-	if fi, err := os.Stat(r.j.Path()); err == nil {
-		r.m.JournalBytes.Set(float64(fi.Size()))
-	}
 }

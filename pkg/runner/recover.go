@@ -49,6 +49,8 @@ const recoverWorkers = 64
 
 // recoverOpen reverts the open runs that no live run of this process owns.
 func (r *Runner) recoverOpen(ctx context.Context) (Report, error) {
+	r.recovering.Lock()
+	defer r.recovering.Unlock()
 	var rep Report
 	open, err := r.j.OpenRuns()
 	if err != nil {
@@ -151,7 +153,15 @@ func (r *Runner) revertRecord(ctx context.Context, rec journal.Record) error {
 }
 
 // sweep asks every configured fault that can sweep to remove unowned leftovers.
+//
+// It may run while runs start (an operator's recover on a live agent). What it keeps is a
+// snapshot: the undos of the runs in place and of the open runs in the journal. A run of
+// a sweepable fault whose intent is written after that snapshot and whose fault is in place
+// before the sweep looks would be taken for a leftover; so a sweep holds r.sweeping, and
+// such a run holds it (shared) from its intent until Inject returns (see holdSweep).
 func (r *Runner) sweep(ctx context.Context) ([]string, error) {
+	r.sweeping.Lock()
+	defer r.sweeping.Unlock()
 	r.mu.Lock()
 	var keep []fault.Undo
 	for rn := range r.active {
@@ -197,6 +207,17 @@ func (r *Runner) sweep(ctx context.Context) ([]string, error) {
 		all = append(all, swept...)
 	}
 	return all, errors.Join(errs...)
+}
+
+// holdSweep keeps sweeps out while a run of f, if f can sweep, goes from intent to inject,
+// and returns what lets them in again. Other faults leave no marks a sweep looks for, and
+// need not wait for one.
+func (r *Runner) holdSweep(f fault.Fault) (release func()) {
+	if _, ok := f.(fault.Sweeper); !ok {
+		return func() {}
+	}
+	r.sweeping.RLock()
+	return r.sweeping.RUnlock
 }
 
 func (r *Runner) ownIDs() map[uint64]bool {

@@ -91,7 +91,9 @@ func (r *Runner) start(a attempt) (uint64, error) {
 	// Write-ahead: the intent, with the undo plan, is on disk before the system changes.
 	// No journal, no chaos.
 	rec.Status, rec.Cleanup = journal.Pending, journal.CleanupPending
+	unsweep := r.holdSweep(e.f)
 	if err := r.j.Begin(&rec); err != nil {
+		unsweep()
 		release()
 		r.journalError("intent", err)
 		r.m.Injections.WithLabelValues(ftype, metrics.Failed).Inc()
@@ -105,6 +107,7 @@ func (r *Runner) start(a attempt) (uint64, error) {
 	log.Info("run pending", "planned_end", rec.PlannedEnd)
 
 	undo, err := e.f.Inject(rctx, plan)
+	unsweep()
 	if undo == nil {
 		undo = plan
 	}

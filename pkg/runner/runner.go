@@ -61,6 +61,12 @@ type Runner struct {
 	openDirty atomic.Bool // the open-runs gauge is stale; see refreshOpen
 	openBusy  atomic.Bool // a refreshOpen is reading the journal
 
+	// recovering serialises recoverOpen: the retry loop and an operator's recover must not
+	// revert, and record, the same run twice at once.
+	recovering sync.Mutex
+	// sweeping keeps a sweep and a sweepable fault's intent-to-inject apart (see sweep).
+	sweeping sync.RWMutex
+
 	mu       sync.Mutex
 	cfg      *config.Config
 	cal      *schedule.Calendar
