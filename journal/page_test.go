@@ -2,6 +2,7 @@ package journal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -281,4 +282,66 @@ func TestCheckNoLaxerThanBbolt(t *testing.T) {
 		}
 	}
 	t.Logf("%d of 1500 damaged files accepted by checkFile, %d of them by bbolt's Check", accepted, agreed)
+}
+
+// TestBothRejectDamage: damage to the tree that bbolt's Check and checkFile (under either
+// rule) both refuse. Cycles are left out: bbolt's Check would descend one for ever.
+func TestBothRejectDamage(t *testing.T) {
+	// keyOf returns the offset in the file of element i's key on page id.
+	keyOf := func(t *testing.T, path string, id uint64, ps int, i uint64, branch bool) (off int64, key []byte) {
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := raw[id*uint64(ps) : (id+1)*uint64(ps)]
+		var ok bool
+		if branch {
+			key, _, ok = branchAt(page, i)
+		} else {
+			_, key, _, ok = leafAt(page, i)
+		}
+		if !ok {
+			t.Fatalf("page %d has no element %d", id, i)
+		}
+		return int64(id)*int64(ps) + int64(bytes.Index(page, key)), key
+	}
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, path string)
+	}{
+		{"page filed under a key above its first", runsMisfiled},
+		{"two equal keys in a leaf", func(t *testing.T, path string) {
+			leaves, ps := pagesOf(t, path, "leaf")
+			id := uint64(leaves[len(leaves)/2])
+			off, _ := keyOf(t, path, id, ps, 0, false)
+			_, next := keyOf(t, path, id, ps, 1, false)
+			overwrite(t, path, off, next)
+		}},
+		{"branch points at a free page", func(t *testing.T, path string) {
+			free, ps := pagesOf(t, path, "free")
+			if len(free) == 0 {
+				t.Fatal("no free page")
+			}
+			root, _ := runsRoot(t, path)
+			var b [8]byte
+			binary.NativeEndian.PutUint64(b[:], uint64(free[0]))
+			overwrite(t, path, int64(root)*int64(ps)+pageHeaderSize+elemSize+8, b[:])
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "journal.db")
+			writeJournal(t, path, 2000)
+			deleteRandomRuns(t, path, 50, 6)
+			c.damage(t, path)
+			for _, writable := range []bool{true, false} {
+				if _, err := ourCheck(t, path, writable); !errors.Is(err, ErrCorrupt) {
+					t.Errorf("checkFile (writable=%v): %v, want ErrCorrupt", writable, err)
+				}
+			}
+			if errs := bboltCheck(t, path); len(errs) == 0 {
+				t.Error("bbolt's Check accepts it")
+			}
+		})
+	}
 }
