@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"runtime/debug"
@@ -62,36 +61,6 @@ type checked struct {
 	txid    uint64   // the commit checked, the one bbolt will read
 	open    []uint64 // the open index, in order
 	damaged []uint64 // runs whose records are damaged, in order (see checkTree): damage inside a record, unlike damage to the file's structure, leaves every other run readable
-}
-
-type boltMeta struct {
-	pageSize, root, freelist, pgid, txid uint64
-}
-
-// readMeta decodes and validates the meta record of the page at off (ok=false if it is
-// not a valid meta record).
-func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
-	buf := make([]byte, pageHeaderSize+metaSize)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return m, false
-	}
-	b := buf[pageHeaderSize:]
-	ne := binary.NativeEndian
-	if ne.Uint32(b[0:]) != boltMagic || ne.Uint32(b[4:]) != boltVersion {
-		return m, false
-	}
-	h := fnv.New64a()
-	_, _ = h.Write(b[:56])
-	if h.Sum64() != ne.Uint64(b[56:]) {
-		return m, false
-	}
-	return boltMeta{
-		pageSize: uint64(ne.Uint32(b[8:])),
-		root:     ne.Uint64(b[16:]),
-		freelist: ne.Uint64(b[32:]),
-		pgid:     ne.Uint64(b[40:]),
-		txid:     ne.Uint64(b[48:]),
-	}, true
 }
 
 // checkFile checks the few words bbolt relies on before it reads anything else: the meta

@@ -3,10 +3,12 @@ package journal
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -172,6 +174,20 @@ func TestEveryJournalPassesBothChecks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "journal.db")
 			c.make(t, path)
+			// The open index as bbolt reads it, which checkFile must have read alike:
+			// Open counts the open runs from it.
+			var open []uint64
+			db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = db.View(func(tx *bbolt.Tx) error {
+				return tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
+					open = append(open, binary.BigEndian.Uint64(k))
+					return nil
+				})
+			})
+			db.Close()
 			for _, writable := range []bool{true, false} {
 				ck, err := ourCheck(t, path, writable)
 				if err != nil {
@@ -180,16 +196,24 @@ func TestEveryJournalPassesBothChecks(t *testing.T) {
 				if len(ck.damaged) > 0 {
 					t.Errorf("checkFile (writable=%v): damaged runs %v", writable, ck.damaged)
 				}
+				if !slices.Equal(ck.open, open) {
+					t.Errorf("checkFile (writable=%v): open index %v, bbolt reads %v", writable, ck.open, open)
+				}
 			}
 			if errs := bboltCheck(t, path); len(errs) > 0 {
 				t.Fatalf("bbolt's Check: %v", errs)
 			}
-			j, err := Open(path, Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := j.Close(); err != nil {
-				t.Fatal(err)
+			for _, ro := range []bool{false, true} {
+				j, err := Open(path, Options{ReadOnly: ro})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n, err := j.OpenCount(); err != nil || n != len(open) {
+					t.Errorf("read-only=%v: OpenCount %d, %v; the index holds %d", ro, n, err, len(open))
+				}
+				if err := j.Close(); err != nil {
+					t.Fatal(err)
+				}
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package journal
 
 import (
 	"encoding/binary"
+	"hash/fnv"
 	"os"
 )
 
@@ -25,6 +26,36 @@ const (
 	inBucketSize     = 16   // a nested bucket's value: {root pgid, sequence u64}, then its inline page if root is 0
 	noFreelist       = ^uint64(0)
 )
+
+type boltMeta struct {
+	pageSize, root, freelist, pgid, txid uint64
+}
+
+// readMeta decodes and validates the meta record of the page at off (ok=false if it is
+// not a valid meta record).
+func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
+	buf := make([]byte, pageHeaderSize+metaSize)
+	if _, err := f.ReadAt(buf, off); err != nil {
+		return m, false
+	}
+	b := buf[pageHeaderSize:]
+	ne := binary.NativeEndian
+	if ne.Uint32(b[0:]) != boltMagic || ne.Uint32(b[4:]) != boltVersion {
+		return m, false
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b[:56])
+	if h.Sum64() != ne.Uint64(b[56:]) {
+		return m, false
+	}
+	return boltMeta{
+		pageSize: uint64(ne.Uint32(b[8:])),
+		root:     ne.Uint64(b[16:]),
+		freelist: ne.Uint64(b[32:]),
+		pgid:     ne.Uint64(b[40:]),
+		txid:     ne.Uint64(b[48:]),
+	}, true
+}
 
 // header is a page's header.
 type header struct {

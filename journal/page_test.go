@@ -60,7 +60,7 @@ func ourCheck(t testing.TB, path string, writable bool) (checked, error) {
 }
 
 // TestPageDecodingMatchesBbolt decodes every page of a journal with page.go and compares
-// it with what bbolt reads: each page's header with bbolt's page info, and the key-value
+// it with what bbolt reads: the meta record, each page's header with bbolt's page info, and the key-value
 // pairs of all leaves (inline buckets included) with what bbolt's cursors yield.
 func TestPageDecodingMatchesBbolt(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "journal.db")
@@ -92,7 +92,19 @@ func TestPageDecodingMatchesBbolt(t *testing.T) {
 			}
 		}
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, ok := readMeta(f, 0)
+	if m1, ok1 := readMeta(f, int64(ps)); ok1 && (!ok || m1.txid > m.txid) {
+		m, ok = m1, true
+	}
+	f.Close()
 	err = db.View(func(tx *bbolt.Tx) error {
+		if !ok || m.pageSize != ps || m.txid != uint64(tx.ID()) || int64(m.pgid*ps) != tx.Size() {
+			t.Errorf("meta decoded as %+v (ok %v); bbolt: page size %d, txid %d, size %d", m, ok, ps, tx.ID(), tx.Size())
+		}
 		for id := 2; ; id++ {
 			info, err := tx.Page(id)
 			if err != nil || info == nil {
