@@ -28,6 +28,9 @@ import (
 // of the runs whose records are damaged: the pages are in memory already, and CRC-32C of
 // a journal's worth of them costs well under a millisecond. It returns the ids in the
 // open index too, which it reads anyway (see mustRead).
+//
+// With strict set it holds pages to the rule bbolt needs to write them, not only to read
+// them (see keyRange): for a writable open.
 func checkTree(f *os.File, m boltMeta, free []uint64, full, strict bool) (open, damaged []uint64, err error) {
 	t := &tree{f: f, pageSize: m.pageSize, hwm: m.pgid, free: free, seen: make([]bool, m.pgid), full: full, strict: strict}
 	// The freelist's pages are in use, but not by the tree: a tree pointer at them is
