@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"io"
 	"os"
 	"runtime/debug"
@@ -48,53 +47,20 @@ func (e *schemaError) Error() string {
 
 func (e *schemaError) Is(target error) bool { return target == ErrSchema || target == ErrCorrupt }
 
-// bbolt's on-disk format (version 2, unchanged since boltdb): every page starts with a
-// 16-byte header {id u64, flags u16, count u16, overflow u32}; pages 0 and 1 hold the
-// two alternating meta records; integers are in the host's byte order.
+// Limits of what checkFile accepts (the format itself is in page.go).
 const (
-	pageHeaderSize   = 16
-	metaSize         = 64 // magic, version, pageSize, flags u32; root {pgid, seq}; freelist, pgid, txid, checksum u64
-	boltMagic        = 0xED0CDAED
-	boltVersion      = 2
-	branchPageFlag   = 0x01
-	leafPageFlag     = 0x02
-	freelistPageFlag = 0x10
-	noFreelist       = ^uint64(0)
-	minPageSize      = 512
-	maxPageSize      = 1 << 24 // the largest page size bbolt itself probes for
+	minPageSize = 512
+	maxPageSize = 1 << 24 // the largest page size bbolt itself probes for
 	// maxFreelistIDs bounds how much checkFile reads: a freelist of this many pages
 	// belongs to a file of many gigabytes, far beyond what retention allows.
 	maxFreelistIDs = 1 << 24
 )
 
-type boltMeta struct {
-	pageSize, root, freelist, pgid, txid uint64
-}
-
-// readMeta decodes and validates the meta record of the page at off (ok=false if it is
-// not a valid meta record).
-func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
-	buf := make([]byte, pageHeaderSize+metaSize)
-	if _, err := f.ReadAt(buf, off); err != nil {
-		return m, false
-	}
-	b := buf[pageHeaderSize:]
-	ne := binary.NativeEndian
-	if ne.Uint32(b[0:]) != boltMagic || ne.Uint32(b[4:]) != boltVersion {
-		return m, false
-	}
-	h := fnv.New64a()
-	_, _ = h.Write(b[:56])
-	if h.Sum64() != ne.Uint64(b[56:]) {
-		return m, false
-	}
-	return boltMeta{
-		pageSize: uint64(ne.Uint32(b[8:])),
-		root:     ne.Uint64(b[16:]),
-		freelist: ne.Uint64(b[32:]),
-		pgid:     ne.Uint64(b[40:]),
-		txid:     ne.Uint64(b[48:]),
-	}, true
+// checked is what checkFile learnt of a journal besides that bbolt can read it.
+type checked struct {
+	txid    uint64   // the commit checked, the one bbolt will read
+	open    []uint64 // the open index, in order
+	damaged []uint64 // runs whose records are damaged, in order (see checkTree): damage inside a record, unlike damage to the file's structure, leaves every other run readable
 }
 
 // checkFile checks the few words bbolt relies on before it reads anything else: the meta
@@ -104,12 +70,12 @@ func readMeta(f *os.File, off int64) (m boltMeta, ok bool) {
 //
 // It mirrors bbolt's own choice of meta page: the valid one with the higher txid.
 //
-// It returns the runs it found damaged (see checkTree): damage inside a record, unlike
-// damage to the file's structure, leaves every other run readable.
-func checkFile(f *os.File) (damaged []uint64, err error) {
+// It returns what the check found out on the way (see checked). With writable set it
+// holds the tree to what bbolt needs to write it (see keyRange), not only to read it.
+func checkFile(f *os.File, writable bool) (c checked, err error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, err
+		return c, err
 	}
 	size := fi.Size()
 
@@ -130,13 +96,13 @@ func checkFile(f *os.File) (damaged []uint64, err error) {
 		}
 	}
 	if pageSize == 0 {
-		return nil, corrupt("no valid bbolt meta page in its %d bytes", size)
+		return c, corrupt("no valid bbolt meta page in its %d bytes", size)
 	}
 	if pageSize < minPageSize || pageSize > maxPageSize || pageSize&(pageSize-1) != 0 {
-		return nil, corrupt("implausible page size %d", pageSize)
+		return c, corrupt("implausible page size %d", pageSize)
 	}
 	if uint64(size) < 2*pageSize {
-		return nil, corrupt("truncated: %d bytes, shorter than the two meta pages", size)
+		return c, corrupt("truncated: %d bytes, shorter than the two meta pages", size)
 	}
 	m0, ok0 := readMeta(f, 0)
 	m1, ok1 := readMeta(f, int64(pageSize))
@@ -152,52 +118,41 @@ func checkFile(f *os.File) (damaged []uint64, err error) {
 	case ok1:
 		m = m1
 	default:
-		return nil, corrupt("no valid bbolt meta page")
+		return c, corrupt("no valid bbolt meta page")
 	}
 	if m.pageSize != pageSize {
-		return nil, corrupt("meta pages disagree on the page size")
+		return c, corrupt("meta pages disagree on the page size")
 	}
 
 	pages := uint64(size) / pageSize
 	if m.pgid < 4 {
-		return nil, corrupt("implausible high-water mark: page %d", m.pgid)
+		return c, corrupt("implausible high-water mark: page %d", m.pgid)
 	}
 	if m.pgid > pages {
-		return nil, corrupt("truncated: %d bytes, but the last commit uses %d pages of %d bytes (%d bytes)",
+		return c, corrupt("truncated: %d bytes, but the last commit uses %d pages of %d bytes (%d bytes)",
 			size, m.pgid, pageSize, m.pgid*pageSize)
 	}
 	if m.root < 2 || m.root >= m.pgid {
-		return nil, corrupt("root page %d out of range [2, %d)", m.root, m.pgid)
+		return c, corrupt("root page %d out of range [2, %d)", m.root, m.pgid)
 	}
-	if _, flags, _, err := pageHeader(f, "root", m.root, pageSize); err != nil {
-		return nil, err
-	} else if flags != branchPageFlag && flags != leafPageFlag {
-		return nil, corrupt("root page %d is not a tree page (flags %#x)", m.root, flags)
+	if h, err := readHeader(f, "root", m.root, pageSize); err != nil {
+		return c, err
+	} else if h.flags != branchPageFlag && h.flags != leafPageFlag {
+		return c, corrupt("root page %d is not a tree page (flags %#x)", m.root, h.flags)
 	}
 	// chaoscron always syncs the freelist: a file without one was written by someone
 	// else, and bbolt would rebuild the list by walking every page in a goroutine that
 	// panics, beyond any recover, if one is damaged.
 	if m.freelist == noFreelist {
-		return nil, corrupt("no freelist (not written by chaoscron)")
+		return c, corrupt("no freelist (not written by chaoscron)")
 	}
 	free, err := checkFreelist(f, m, pageSize)
 	if err != nil {
-		return nil, err
+		return c, err
 	}
-	return checkTree(f, m, free, size <= fullCheckBytes)
-}
-
-// pageHeader reads and checks the header of page id.
-func pageHeader(f *os.File, role string, id, pageSize uint64) (count uint64, flags uint16, overflow uint64, err error) {
-	var h [pageHeaderSize]byte
-	if _, err := f.ReadAt(h[:], int64(id*pageSize)); err != nil {
-		return 0, 0, 0, corrupt("read %s page %d: %v", role, id, err)
-	}
-	ne := binary.NativeEndian
-	if got := ne.Uint64(h[0:]); got != id {
-		return 0, 0, 0, corrupt("%s page %d is damaged: it claims to be page %d", role, id, got)
-	}
-	return uint64(ne.Uint16(h[10:])), ne.Uint16(h[8:]), uint64(ne.Uint32(h[12:])), nil
+	c.txid = m.txid
+	c.open, c.damaged, err = checkTree(f, m, free, size <= fullCheckBytes, writable)
+	return c, err
 }
 
 // checkFreelist checks the freelist page and the ids in it, which bbolt loads (and
@@ -206,12 +161,13 @@ func checkFreelist(f *os.File, m boltMeta, pageSize uint64) (ids []uint64, err e
 	if m.freelist < 2 || m.freelist >= m.pgid {
 		return nil, corrupt("freelist page %d out of range [2, %d)", m.freelist, m.pgid)
 	}
-	count, flags, overflow, err := pageHeader(f, "freelist", m.freelist, pageSize)
+	h, err := readHeader(f, "freelist", m.freelist, pageSize)
 	if err != nil {
 		return nil, err
 	}
-	if flags != freelistPageFlag {
-		return nil, corrupt("freelist page %d has flags %#x", m.freelist, flags)
+	count, overflow := h.count, h.overflow
+	if h.flags != freelistPageFlag {
+		return nil, corrupt("freelist page %d has flags %#x", m.freelist, h.flags)
 	}
 	if overflow >= m.pgid-m.freelist {
 		return nil, corrupt("freelist page %d overflows the file (%d more pages)", m.freelist, overflow)
@@ -263,10 +219,17 @@ func checkFreelist(f *os.File, m boltMeta, pageSize uint64) (ids []uint64, err e
 // on a big journal.
 const fullCheckBytes = 16 << 20
 
-// checkTx checks, inside a read transaction, that the file is a chaoscron journal of a
-// schema this code understands, and reads everything start-up recovery will need. A
+// checkTx checks, inside a read transaction of the commit checkFile checked (c), that
+// the file is a chaoscron journal of a schema this code understands, and reads
+// everything start-up recovery will need: every run in c.open, the open index as
+// checkTree read it (one walk of the index serves the check, this and OpenCount). A
 // damaged open run is refused, unless tolerant: then it is returned in damaged.
-func checkTx(tx *bbolt.Tx, tolerant bool) (damaged []uint64, err error) {
+func checkTx(tx *bbolt.Tx, c *checked, tolerant bool) (damaged []uint64, err error) {
+	if uint64(tx.ID()) != c.txid {
+		// Both follow bbolt's choice of meta page, so this is a bug, not damage; but
+		// the tree checked would not be the one about to be read.
+		return nil, corrupt("bbolt reads commit %d, the check read commit %d", tx.ID(), c.txid)
+	}
 	meta := tx.Bucket(bucketMeta)
 	if meta == nil {
 		return nil, corrupt("no %q bucket", bucketMeta)
@@ -306,13 +269,8 @@ func checkTx(tx *bbolt.Tx, tolerant bool) (damaged []uint64, err error) {
 	}
 
 	// Every open run, as recovery will read it.
-	c := open.Cursor()
-	for k, _ := c.First(); k != nil; k, _ = c.Next() {
-		if len(k) != 8 {
-			return nil, corrupt("open-index key of %d bytes", len(k))
-		}
-		id := binary.BigEndian.Uint64(k)
-		v := runs.Get(k)
+	for _, id := range c.open {
+		v := runs.Get(idKey(id))
 		if v == nil {
 			return nil, corrupt("open index names run %d, which is missing", id)
 		}

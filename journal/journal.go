@@ -130,16 +130,13 @@ func Open(path string, opt Options) (*Journal, error) {
 	// meta pages: a read-write one also loads the freelist page, and bbolt panics (or
 	// faults on a page past the end of a truncated file) if that page is damaged,
 	// before this package could check anything.
-	ro, roFile, found, err := openChecked(path, timeout, opt.ReadOnly)
+	ro, roFile, c, err := openChecked(path, timeout, opt.ReadOnly)
 	if err != nil {
 		return nil, err
 	}
 	if opt.ReadOnly {
-		j := &Journal{db: ro, path: path, readOnly: true, file: roFile, found: found}
-		if err := j.count(); err != nil {
-			_ = ro.Close()
-			return nil, fmt.Errorf("open journal %s: %w", path, err)
-		}
+		j := &Journal{db: ro, path: path, readOnly: true, file: roFile, found: c.damaged}
+		j.openN.Store(int64(len(c.open)))
 		return j, nil
 	}
 	roInfo, statErr := roFile.Stat()
@@ -169,10 +166,15 @@ func Open(path string, opt Options) (*Journal, error) {
 		}
 		return nil, fmt.Errorf("open journal %s: %w", path, err)
 	}
-	j := &Journal{db: rw, path: path, file: rwFile, found: found}
-	if err := j.count(); err != nil {
-		_ = rw.Close()
-		return nil, fmt.Errorf("open journal %s: %w", path, err)
+	j := &Journal{db: rw, path: path, file: rwFile, found: c.damaged}
+	j.openN.Store(int64(len(c.open)))
+	// The open index was counted in the commit checked. Another process may have
+	// committed between the two opens: then count it again.
+	if txid, err := j.txid(); err != nil || txid != c.txid {
+		if err := j.count(); err != nil {
+			_ = rw.Close()
+			return nil, fmt.Errorf("open journal %s: %w", path, err)
+		}
 	}
 	if err := j.migrate(); err != nil {
 		_ = j.Close()
@@ -238,45 +240,53 @@ func (j *Journal) Path() string { return j.path }
 func (j *Journal) Damaged() []uint64 { return slices.Clone(j.found) }
 
 // openChecked opens path read-only and checks that it is a usable journal. With
-// tolerant set, a damaged open run is listed with the others found damaged rather than
-// refused: a read-only journal is only read, and its readers skip damaged runs.
-func openChecked(path string, timeout time.Duration, tolerant bool) (db *bbolt.DB, f *os.File, found []uint64, err error) {
+// readOnly set, a damaged open run is listed with the others found damaged rather than
+// refused (a read-only journal is only read, and its readers skip damaged runs), and the
+// tree is held only to what bbolt needs to read it (see keyRange).
+func openChecked(path string, timeout time.Duration, readOnly bool) (db *bbolt.DB, f *os.File, c checked, err error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, nil, c, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, nil, nil, fmt.Errorf("open journal %s: %w: not a regular file", path, ErrCorrupt)
+		return nil, nil, c, fmt.Errorf("open journal %s: %w: not a regular file", path, ErrCorrupt)
 	}
 	// An empty file is damage, not a journal waiting to be initialised: create never
 	// leaves one behind (see there). bbolt would also try to initialise it, which a
 	// read-only open cannot and must not do.
 	if fi.Size() == 0 {
-		return nil, nil, nil, fmt.Errorf("open journal %s: %w: file is empty", path, ErrCorrupt)
+		return nil, nil, c, fmt.Errorf("open journal %s: %w: file is empty", path, ErrCorrupt)
 	}
 	db, f, err = boltOpen(path, &bbolt.Options{ReadOnly: true, Timeout: timeout})
 	if err != nil {
-		return nil, nil, nil, openError(path, err)
+		return nil, nil, c, openError(path, err)
 	}
-	if found, err = checkFile(f); err != nil {
+	if c, err = checkFile(f, !readOnly); err != nil {
 		_ = db.Close()
-		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, nil, c, fmt.Errorf("open journal %s: %w", path, err)
 	}
 	var open []uint64
 	err = func() (err error) {
 		defer guard(&err, func(r any) error { return fmt.Errorf("%w: damaged page: %v", ErrCorrupt, r) })()
 		return db.View(func(tx *bbolt.Tx) error {
-			open, err = checkTx(tx, tolerant)
+			open, err = checkTx(tx, &c, readOnly)
 			return err
 		})
 	}()
 	if err != nil {
 		_ = db.Close()
-		return nil, nil, nil, fmt.Errorf("open journal %s: %w", path, err)
+		return nil, nil, c, fmt.Errorf("open journal %s: %w", path, err)
 	}
-	found = append(found, open...)
-	slices.Sort(found)
-	return db, f, slices.Compact(found), nil
+	c.damaged = append(c.damaged, open...)
+	slices.Sort(c.damaged)
+	c.damaged = slices.Compact(c.damaged)
+	return db, f, c, nil
+}
+
+// txid is the id of the journal's last commit.
+func (j *Journal) txid() (id uint64, err error) {
+	err = j.view(func(tx *bbolt.Tx) error { id = uint64(tx.ID()); return nil })
+	return id, err
 }
 
 // boltOpen is bbolt.Open that cannot panic, and that hands back bbolt's file so the
@@ -315,7 +325,7 @@ func openError(path string, err error) error {
 		// wrong bbolt version, file shorter than its two meta pages), in words meant for
 		// bbolt's developers. checkFile can usually say what is wrong more plainly.
 		if f, ferr := os.Open(path); ferr == nil {
-			_, cerr := checkFile(f)
+			_, cerr := checkFile(f, false)
 			_ = f.Close()
 			if cerr != nil {
 				return fmt.Errorf("open journal %s: %w (bbolt: %v)", path, cerr, err)

@@ -26,31 +26,34 @@ import (
 //
 // With full set it also checks the seal of every run (see seal.go), and returns the ids
 // of the runs whose records are damaged: the pages are in memory already, and CRC-32C of
-// a journal's worth of them costs well under a millisecond.
-func checkTree(f *os.File, m boltMeta, free []uint64, full bool) (damaged []uint64, err error) {
-	t := &tree{f: f, pageSize: m.pageSize, hwm: m.pgid, free: free, seen: make([]bool, m.pgid), full: full}
+// a journal's worth of them costs well under a millisecond. It returns the ids in the
+// open index too, which it reads anyway (see mustRead).
+//
+// With strict set it holds pages to the rule bbolt needs to write them, not only to read
+// them (see keyRange): for a writable open.
+func checkTree(f *os.File, m boltMeta, free []uint64, full, strict bool) (open, damaged []uint64, err error) {
+	t := &tree{f: f, pageSize: m.pageSize, hwm: m.pgid, free: free, seen: make([]bool, m.pgid), full: full, strict: strict}
 	// The freelist's pages are in use, but not by the tree: a tree pointer at them is
 	// damage too.
-	_, _, overflow, err := t.header(m.freelist)
+	h, err := readHeader(f, "freelist", m.freelist, m.pageSize)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if err := t.claim(m.freelist, overflow); err != nil {
-		return nil, err
+	if err := t.claim(m.freelist, h.overflow); err != nil {
+		return nil, nil, err
 	}
 	if err := t.bucket(m.root, nil, 0, true, true); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return t.damaged, nil
+	open = make([]uint64, len(t.openKeys))
+	for i, k := range t.openKeys {
+		open[i] = binary.BigEndian.Uint64(k) // 8 bytes: leaf checked
+	}
+	return open, t.damaged, nil
 }
 
-// Layout of the pages and elements checkTree reads (see check.go for the page header).
-const (
-	elemSize       = 16   // branch {pos, ksize u32; pgid u64}, leaf {flags, pos, ksize, vsize u32}
-	bucketLeafFlag = 0x01 // leaf element flag: the value is a nested bucket
-	inBucketSize   = 16   // a nested bucket's value: {root pgid, sequence u64}, then its inline page if root is 0
-	maxTreeDepth   = 64   // pages from the root to a leaf, nested buckets included
-)
+// maxTreeDepth bounds the pages from the root to a leaf, nested buckets included.
+const maxTreeDepth = 64
 
 type tree struct {
 	f        *os.File
@@ -59,6 +62,7 @@ type tree struct {
 	free     []uint64 // sorted
 	seen     []bool   // pages met so far
 	full     bool
+	strict   bool     // hold pages to the first-key rule (see keyRange)
 	bufs     [][]byte // see level
 
 	inRuns   bool     // walking the runs bucket
@@ -96,21 +100,6 @@ func (t *tree) level(depth int) *[]byte {
 	return &t.bufs[depth]
 }
 
-// header reads and checks the header of page id, which must be below the high-water
-// mark.
-func (t *tree) header(id uint64) (count uint64, flags uint16, overflow uint64, err error) {
-	var buf []byte
-	h, err := t.span(&buf, id*t.pageSize, pageHeaderSize)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	ne := binary.NativeEndian
-	if got := ne.Uint64(h[0:]); got != id {
-		return 0, 0, 0, corrupt("page %d is damaged: it claims to be page %d", id, got)
-	}
-	return uint64(ne.Uint16(h[10:])), ne.Uint16(h[8:]), uint64(ne.Uint32(h[12:])), nil
-}
-
 // claim marks pages id..id+overflow as met, refusing any met before or free.
 func (t *tree) claim(id, overflow uint64) error {
 	if id < 2 || id >= t.hwm || overflow >= t.hwm-id {
@@ -131,33 +120,31 @@ func (t *tree) claim(id, overflow uint64) error {
 // read reads page id whole (with its overflow pages) and claims it. The first page comes
 // in one read with its header, which is what a read costs on a big journal: most pages
 // read are branches without overflow.
-func (t *tree) read(id uint64, depth int) (flags uint16, count uint64, b []byte, err error) {
+func (t *tree) read(id uint64, depth int) (h header, b []byte, err error) {
 	if id < 2 || id >= t.hwm {
-		return 0, 0, nil, corrupt("tree page %d out of range [2, %d)", id, t.hwm)
+		return header{}, nil, corrupt("tree page %d out of range [2, %d)", id, t.hwm)
 	}
 	buf := t.level(depth)
 	b, err = t.span(buf, id*t.pageSize, t.pageSize)
 	if err != nil {
-		return 0, 0, nil, err
+		return header{}, nil, err
 	}
-	ne := binary.NativeEndian
-	if got := ne.Uint64(b[0:]); got != id {
-		return 0, 0, nil, corrupt("page %d is damaged: it claims to be page %d", id, got)
+	h = parseHeader(b)
+	if h.id != id {
+		return header{}, nil, corrupt("tree page %d is damaged: it claims to be page %d", id, h.id)
 	}
-	flags, count = ne.Uint16(b[8:]), uint64(ne.Uint16(b[10:]))
-	overflow := uint64(ne.Uint32(b[12:]))
-	if err := t.claim(id, overflow); err != nil {
-		return 0, 0, nil, err
+	if err := t.claim(id, h.overflow); err != nil {
+		return header{}, nil, err
 	}
-	if overflow > 0 {
-		if b, err = t.span(buf, id*t.pageSize, (overflow+1)*t.pageSize); err != nil {
-			return 0, 0, nil, err
+	if h.overflow > 0 {
+		if b, err = t.span(buf, id*t.pageSize, (h.overflow+1)*t.pageSize); err != nil {
+			return header{}, nil, err
 		}
 	}
-	if pageHeaderSize+count*elemSize > uint64(len(b)) {
-		return 0, 0, nil, corrupt("tree page %d claims %d elements, more than fit", id, count)
+	if pageHeaderSize+h.count*elemSize > uint64(len(b)) {
+		return header{}, nil, corrupt("tree page %d claims %d elements, more than fit", id, h.count)
 	}
-	return flags, count, b, nil
+	return h, b, nil
 }
 
 // bucket checks the tree of a bucket: the one rooted at page root, or, if root is 0,
@@ -172,13 +159,12 @@ func (t *tree) bucket(root uint64, inline []byte, depth int, leaves, top bool) e
 		if len(inline) < pageHeaderSize {
 			return corrupt("inline bucket of %d bytes", len(inline))
 		}
-		ne := binary.NativeEndian
-		count := uint64(ne.Uint16(inline[10:]))
-		if ne.Uint16(inline[8:]) != leafPageFlag || pageHeaderSize+count*elemSize > uint64(len(inline)) {
-			return corrupt("inline bucket is not a leaf of %d elements", count)
+		h := parseHeader(inline)
+		if h.flags != leafPageFlag || pageHeaderSize+h.count*elemSize > uint64(len(inline)) {
+			return corrupt("inline bucket is not a leaf of %d elements", h.count)
 		}
 		// bbolt inlines only buckets without nested buckets.
-		return t.leaf(inline, count, depth, false, keyRange{})
+		return t.leaf(inline, h.count, depth, false, keyRange{})
 	}
 	height, err := t.height(root)
 	if err != nil {
@@ -190,82 +176,75 @@ func (t *tree) bucket(root uint64, inline []byte, depth int, leaves, top bool) e
 // height counts the levels above the leaves, down the leftmost path. It only looks:
 // node claims the pages when it walks them.
 func (t *tree) height(id uint64) (int, error) {
+	var buf []byte
 	for h := 0; h <= maxTreeDepth; h++ {
 		if id < 2 || id >= t.hwm {
 			return 0, corrupt("tree page %d out of range [2, %d)", id, t.hwm)
 		}
-		count, flags, _, err := t.header(id)
+		b, err := t.span(&buf, id*t.pageSize, pageHeaderSize+elemSize)
 		if err != nil {
 			return 0, err
 		}
+		p := parseHeader(b)
 		switch {
-		case flags == leafPageFlag:
+		case p.id != id:
+			return 0, corrupt("tree page %d is damaged: it claims to be page %d", id, p.id)
+		case p.flags == leafPageFlag:
 			return h, nil
-		case flags != branchPageFlag || count == 0:
-			return 0, corrupt("tree page %d is neither a leaf nor a branch (flags %#x, %d elements)", id, flags, count)
+		case p.flags != branchPageFlag || p.count == 0:
+			return 0, corrupt("tree page %d is neither a leaf nor a branch (flags %#x, %d elements)", id, p.flags, p.count)
 		}
-		var buf []byte
-		e, err := t.span(&buf, id*t.pageSize+pageHeaderSize, elemSize)
-		if err != nil {
-			return 0, err
-		}
-		id = binary.NativeEndian.Uint64(e[8:])
+		id = childAt(b, 0)
 	}
 	return 0, corrupt("tree deeper than %d pages", maxTreeDepth)
 }
 
-// keyRange is what a page's keys must keep to: the first must be lo, the key the
-// parent files the page under (nil for a bucket's root), and every one must be below hi,
-// where the parent's next page begins (nil: no bound). bbolt relies on the first: when
-// it writes a page back it finds the parent's entry by the page's old first key, and
-// where they differ it adds a second entry instead of replacing the first, which
-// cross-links the tree on the next commit (FuzzOpen found a file that a single Begin
-// turned into a runs bucket whose cursor ran on into the meta bucket).
+// keyRange is what a page's keys must keep to: every one must be at least lo, the key
+// the parent files the page under (nil for a bucket's root), and below hi, where the
+// parent's next page begins (nil: no bound). That is all bbolt's own Check asks, and all
+// a reader needs.
+//
+// A writer needs more: that the first key is lo. When bbolt writes a page back it finds
+// the parent's entry by the page's old first key, and where they differ it adds a
+// second entry instead of replacing the first, which cross-links the tree on the next
+// commit (FuzzOpen found a file that a single Begin turned into a runs bucket whose
+// cursor ran on into the meta bucket; TestFirstKeyRule shows bbolt's Check accepting
+// such a file, and rejecting it after one Put). bbolt itself always writes a page's
+// first key into its parent (node.spill), deletes included, so every file it writes
+// keeps to this (TestEveryJournalPassesBothChecks); a writable Open holds files to it
+// (strict), a read-only one only to bbolt's rule.
 type keyRange struct{ lo, hi []byte }
 
-// keyAt is the key of element i of page (or inline bucket) b; checkKeys must have
-// passed on b.
-func keyAt(b []byte, i uint64, branch bool) []byte {
-	ne := binary.NativeEndian
-	e := pageHeaderSize + i*elemSize
-	pos, ksize := uint64(ne.Uint32(b[e+4:])), uint64(ne.Uint32(b[e+8:]))
-	if branch {
-		pos, ksize = uint64(ne.Uint32(b[e:])), uint64(ne.Uint32(b[e+4:]))
-	}
-	return b[e+pos : e+pos+ksize]
-}
-
 // checkKeys checks the count elements of page (or inline bucket) b: each lies inside b,
-// their keys ascend, and they keep to r. It keeps no keys (keyAt finds them again): on a
-// big journal a slice of them per page was a fifth of Open's time.
-func checkKeys(b []byte, count uint64, branch bool, r keyRange) error {
-	ne := binary.NativeEndian
+// their keys ascend, and they keep to r (see keyRange for strict). It keeps no keys: on
+// a big journal a slice of them per page was a fifth of Open's time.
+func checkKeys(b []byte, count uint64, branch, strict bool, r keyRange) error {
 	var prev []byte
 	for i := range count {
-		e := pageHeaderSize + i*elemSize
-		pos, ksize := uint64(ne.Uint32(b[e+4:])), uint64(ne.Uint32(b[e+8:]))
-		end := e + pos + ksize + uint64(ne.Uint32(b[e+12:])) // key and value
+		var k []byte
+		var ok bool
 		if branch {
-			pos, ksize = uint64(ne.Uint32(b[e:])), uint64(ne.Uint32(b[e+4:]))
-			end = e + pos + ksize
+			k, _, ok = branchAt(b, i)
+		} else {
+			_, k, _, ok = leafAt(b, i)
 		}
-		if end > uint64(len(b)) {
-			return fmt.Errorf("element %d runs off its page", i)
-		}
-		k := b[e+pos : e+pos+ksize]
 		switch {
-		case ksize == 0:
+		case !ok:
+			return fmt.Errorf("element %d runs off its page", i)
+		case len(k) == 0:
 			return fmt.Errorf("element %d has an empty key", i)
 		case i > 0 && bytes.Compare(prev, k) >= 0:
 			return fmt.Errorf("keys out of order: %x after %x", k, prev)
-		case i == 0 && r.lo != nil && !bytes.Equal(k, r.lo):
-			return fmt.Errorf("a page filed under key %x does not start with it", r.lo)
+		case i == 0 && r.lo != nil && strict && !bytes.Equal(k, r.lo):
+			return fmt.Errorf("a page filed under key %x does not start with it, but with %x", r.lo, k)
+		case i == 0 && r.lo != nil && bytes.Compare(k, r.lo) < 0:
+			return fmt.Errorf("a page filed under key %x does not start with it, but below it, with %x", r.lo, k)
 		}
 		prev = k
 	}
 	switch {
-	case r.lo != nil && count == 0:
-		return fmt.Errorf("a page filed under key %x does not start with it", r.lo)
+	case r.lo != nil && count == 0 && strict:
+		return fmt.Errorf("a page filed under key %x does not start with it: it is empty", r.lo)
 	case r.hi != nil && count > 0 && bytes.Compare(prev, r.hi) >= 0:
 		return fmt.Errorf("key %x is not below %x, where the next page begins", prev, r.hi)
 	}
@@ -283,30 +262,31 @@ func (t *tree) node(id uint64, level, depth int, leaves, top bool, r keyRange, l
 		// by. Its overflow pages stay unclaimed; that is data, not structure.
 		return t.claim(id, 0)
 	}
-	flags, count, b, err := t.read(id, depth)
+	h, b, err := t.read(id, depth)
 	if err != nil {
 		return err
 	}
 	if level == 0 {
-		if flags != leafPageFlag {
-			return corrupt("tree page %d should be a leaf, has flags %#x (the tree is unbalanced)", id, flags)
+		if h.flags != leafPageFlag {
+			return corrupt("tree page %d should be a leaf, has flags %#x (the tree is unbalanced)", id, h.flags)
 		}
-		return t.leaf(b, count, depth, top, r)
+		return t.leaf(b, h.count, depth, top, r)
 	}
-	if flags != branchPageFlag || count == 0 {
-		return corrupt("tree page %d should be a branch, has flags %#x and %d elements", id, flags, count)
+	if h.flags != branchPageFlag || h.count == 0 {
+		return corrupt("tree page %d should be a branch, has flags %#x and %d elements", id, h.flags, h.count)
 	}
-	if err := checkKeys(b, count, true, r); err != nil {
+	if err := checkKeys(b, h.count, true, t.strict, r); err != nil {
 		return corrupt("tree page %d: %v", id, err)
 	}
-	ne := binary.NativeEndian
-	for i := uint64(0); i < count; i++ {
-		sub := keyRange{lo: keyAt(b, i, true), hi: r.hi}
-		if i+1 < count {
-			sub.hi = keyAt(b, i+1, true)
+	key, child, _ := branchAt(b, 0) // checkKeys checked every element
+	for i := range h.count {
+		sub := keyRange{lo: key, hi: r.hi}
+		c := child
+		if i+1 < h.count {
+			key, child, _ = branchAt(b, i+1)
+			sub.hi = key
 		}
-		child := ne.Uint64(b[pageHeaderSize+i*elemSize+8:])
-		if err := t.node(child, level-1, depth+1, leaves, top, sub, left && i == 0, right && i == count-1); err != nil {
+		if err := t.node(c, level-1, depth+1, leaves, top, sub, left && i == 0, right && i == h.count-1); err != nil {
 			return err
 		}
 	}
@@ -329,15 +309,11 @@ func (t *tree) mustRead(r keyRange, left, right bool) bool {
 // in it if nested is allowed; bbolt would follow a bucket flag anywhere, and without a
 // bound when it leads back to a bucket already on the way.
 func (t *tree) leaf(b []byte, count uint64, depth int, nested bool, r keyRange) error {
-	if err := checkKeys(b, count, false, r); err != nil {
+	if err := checkKeys(b, count, false, t.strict, r); err != nil {
 		return corrupt("leaf: %v", err)
 	}
-	ne := binary.NativeEndian
 	for i := range count {
-		key := keyAt(b, i, false)
-		e := pageHeaderSize + i*elemSize
-		flags, pos := ne.Uint32(b[e:]), uint64(ne.Uint32(b[e+4:]))
-		ksize, vsize := uint64(ne.Uint32(b[e+8:])), uint64(ne.Uint32(b[e+12:]))
+		flags, key, value, _ := leafAt(b, i) // checkKeys checked it
 		if flags&bucketLeafFlag == 0 {
 			switch {
 			case t.inRuns:
@@ -346,14 +322,17 @@ func (t *tree) leaf(b []byte, count uint64, depth int, nested bool, r keyRange) 
 				if len(key) != 8 || (t.lastRun != nil && bytes.Compare(key, t.lastRun) <= 0) {
 					return corrupt("run key %x is not an id after %x", key, t.lastRun)
 				}
-				t.lastRun = append(t.lastRun[:0], key...) // key's page buffer is reused
+				t.lastRun = append(t.lastRun[:0], key...) // the page buffer is reused
 				if t.full {
 					id := binary.BigEndian.Uint64(key)
-					if _, err := unseal(id, key, b[e+pos+ksize:e+pos+ksize+vsize]); err != nil {
+					if _, err := unseal(id, key, value); err != nil {
 						t.damaged = append(t.damaged, id)
 					}
 				}
 			case t.inOpen:
+				if len(key) != 8 {
+					return corrupt("open-index key of %d bytes", len(key))
+				}
 				t.openKeys = append(t.openKeys, bytes.Clone(key))
 			}
 			continue
@@ -361,16 +340,16 @@ func (t *tree) leaf(b []byte, count uint64, depth int, nested bool, r keyRange) 
 		if !nested {
 			return corrupt("leaf element %d is flagged as a nested bucket, where a journal has none", i)
 		}
-		v := b[e+pos+ksize : e+pos+ksize+vsize]
-		if len(v) < inBucketSize {
-			return corrupt("nested bucket header of %d bytes", len(v))
+		root, inline, ok := bucketValue(value)
+		if !ok {
+			return corrupt("nested bucket header of %d bytes", len(value))
 		}
 		// Read the leaves of every bucket but the runs: the others hold the meta and the
 		// open runs, which Open reads anyway, and whatever a foreign file has. The open
 		// bucket sorts before the runs, so its keys are known when the runs are walked.
 		runs := string(key) == string(bucketRuns)
 		t.inRuns, t.inOpen = runs, string(key) == string(bucketOpen)
-		err := t.bucket(ne.Uint64(v), v[inBucketSize:], depth+1, t.full || !runs, false)
+		err := t.bucket(root, inline, depth+1, t.full || !runs, false)
 		t.inRuns, t.inOpen = false, false
 		if err != nil {
 			return err
