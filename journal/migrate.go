@@ -26,8 +26,7 @@ const migrateBatch = 5000
 //
 // All of the journal rather than sealing each record when it is next written: closed runs
 // are never written again, and an unsealed one is exactly what the seal is there to
-// check. It costs one pass over the journal, once (BenchmarkMigrate: 66 ms for 10,000
-// runs, 5.5 s for a million, fsync on).
+// check. It costs one pass over the journal, once (BenchmarkMigrate; docs/performance.md).
 func (j *Journal) migrate() error {
 	var schema uint64
 	var next uint64 = 1

@@ -91,8 +91,8 @@ func (t *tree) span(buf *[]byte, off, n uint64) ([]byte, error) {
 
 // level is the buffer for pages read at depth: a page stays in use while the pages below
 // it are walked, and no longer. One buffer per depth rather than one per page: a fresh
-// process pays for every new page of heap it touches (about 15 µs each in a VM that backs
-// memory lazily), and a big journal has thousands of branch pages to read.
+// process pays for every new page of heap it touches (dearly in a VM that backs memory
+// lazily), and a big journal has thousands of branch pages to read.
 func (t *tree) level(depth int) *[]byte {
 	for len(t.bufs) <= depth {
 		t.bufs = append(t.bufs, nil)

@@ -10,10 +10,9 @@ import (
 )
 
 // defaultPeriod is the length of one duty cycle: a worker at load L spins for L×period of CPU
-// time and sleeps for the rest. It is 100 ms, measured (BenchmarkPeriod, 1 worker, getrusage
-// over 1 s on an idle 2-core host): the busy share overshoots its target by 1.5 to 2.7 points
-// at 10 ms, 0.8 to 1.8 at 50 ms and 0.3 to 1.7 at 100 ms, because each wake-up of a locked
-// thread costs the Go runtime 0.1 to 0.3 ms of CPU on other threads. Nothing is gained by
+// time and sleeps for the rest. It is 100 ms, measured (BenchmarkPeriod; figures in
+// docs/performance.md): shorter periods overshoot the target share more, because each
+// wake-up of a locked thread costs the Go runtime CPU on other threads. Nothing is gained by
 // shorter periods: every CPU graph (top, node_exporter, cAdvisor) averages over a second or
 // more. 100 ms is also the CFS bandwidth period, so in a container with a CPU limit the burn
 // is throttled the way the application would be.

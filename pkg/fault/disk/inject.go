@@ -256,8 +256,7 @@ func (f *Fault) allocate(ctx context.Context, fd int, n int64) error {
 // filesystems that compress (btrfs, ZFS) would store a pattern in a fraction of its size and
 // ZFS turns all-zero blocks into holes, and deduplicating ones (ZFS dedup, some storage
 // arrays) keep one copy of identical chunks. ChaCha8 with a fresh seed makes every chunk of
-// every fill different, at about 1 GB/s on one core here: faster than the disk takes it
-// (write fills ran at 0.36 GiB/s, fsync included, on this host's disk).
+// every fill different, faster on one core than a disk takes the writes (docs/performance.md).
 func write(ctx context.Context, fd int, n int64) error {
 	rng := rand.NewChaCha8(seed())
 	buf := make([]byte, writeChunk)

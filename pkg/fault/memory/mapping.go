@@ -78,10 +78,9 @@ type mapping struct {
 // to ask for, 0 for small pages only.
 //
 // Huge pages are what make the fill fast: one fault and one page table entry per 2MiB instead
-// of 512 of each. In the development VM, where the first write to each small page costs some
-// 15µs, 512MiB fill at 0.2–0.3 GiB/s in small pages and 6–7 GiB/s in huge ones. (Unless the
-// hypervisor has taken the memory back: this guest hands memory that has been free for about
-// a second to the host, and touching it again costs as much as small pages do, 0.3–0.7 GiB/s.)
+// of 512 of each: an order of magnitude faster where the first write to a small page is dear,
+// as in a virtual machine (unless the hypervisor has taken the memory back, and touching it
+// again costs as much as small pages do; figures in docs/performance.md).
 //
 // The kernel uses a huge page only for an aligned range wholly inside the mapping, so the
 // mapping starts on a huge page boundary. It ends exactly at size: the part after the last
@@ -157,9 +156,8 @@ func (m *mapping) unmap() error {
 
 const (
 	// chunk is how much fill touches between two looks at stop, so that Revert never waits
-	// long for a fill in progress: 0.15ms of work in huge pages here, 1–4ms in small ones in
-	// this VM. A huge page the host must back first takes up to 5ms whatever the chunk.
-	// Larger chunks fill no faster.
+	// long for a fill in progress: a few milliseconds of work at most, even in small pages
+	// on a virtual machine. Larger chunks fill no faster.
 	chunk = 1 << 20
 	// rampTick is how often a ramp grows: a smooth line for any ramp longer than a second.
 	rampTick = 10 * time.Millisecond
@@ -194,10 +192,8 @@ func (m *mapping) fill(ramp time.Duration, p pattern) {
 		}
 		end := min(off+chunk, want)
 		if !m.huge {
-			// One madvise faults the chunk in, instead of one trap per small page: 0.27
-			// against 0.20 GiB/s for 512MiB here (medians of 10 turns each). Not with huge
-			// pages, where it costs (6.2 against 6.7 GiB/s, medians of 30 turns each): a
-			// fault per 2MiB is cheap, and
+			// One madvise faults the chunk in, instead of one trap per small page (faster,
+			// measured). Not with huge pages, where it costs: a fault per 2MiB is cheap, and
 			// the page it zeroes is then written while still in the cache. Kernels before
 			// 5.14 refuse it; the writes fault the pages in then.
 			_ = unix.Madvise(m.mem[off:end], unix.MADV_POPULATE_WRITE)

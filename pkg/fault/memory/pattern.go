@@ -6,9 +6,9 @@ import "unsafe"
 // state to carry on with, so that a fill in chunks writes what one fill of the whole would.
 //
 // Eight, not one: each xorshift step depends on the one before, so a single sequence makes
-// one word every few cycles, about 4 GiB/s here, far slower than the memory takes the writes.
-// Eight independent ones keep the processor's units busy: 13 GiB/s rewriting resident memory,
-// against 19 GiB/s for clear() (BenchmarkPattern).
+// one word every few cycles, far slower than the memory takes the writes. Eight independent
+// ones keep the processor's units busy, within sight of clear() (BenchmarkPattern; figures in
+// docs/performance.md).
 //
 // No word is ever zero (xorshift64 never leaves a non-zero state for 0), a sequence repeats no
 // word in 2⁶⁴−1 steps, and the eight start at unrelated points of it: two pages are alike only
