@@ -3,50 +3,15 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/journal"
 )
-
-// configMap lays out a config the way a Kubernetes ConfigMap volume does:
-// conf/chaoscron.yaml → ..data/chaoscron.yaml, ..data → ..<version>, and an update writes a
-// new version directory and swaps the ..data symlink atomically.
-type configMap struct {
-	t   *testing.T
-	dir string
-	n   int
-}
-
-func (c *configMap) path() string { return filepath.Join(c.dir, "chaoscron.yaml") }
-
-func (c *configMap) write(yaml string) {
-	c.t.Helper()
-	c.n++
-	v := fmt.Sprintf("..v%d", c.n)
-	if err := os.MkdirAll(filepath.Join(c.dir, v), 0o755); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(c.dir, v, "chaoscron.yaml"), []byte(yaml), 0o644); err != nil {
-		c.t.Fatal(err)
-	}
-	tmp := filepath.Join(c.dir, "..data_tmp")
-	if err := os.Symlink(v, tmp); err != nil {
-		c.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(c.dir, "..data")); err != nil {
-		c.t.Fatal(err)
-	}
-	if c.n == 1 {
-		if err := os.Symlink(filepath.Join("..data", "chaoscron.yaml"), c.path()); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-}
 
 // TestHotReload: a ConfigMap-style update changes an experiment's schedule without a
 // restart; a broken update is rejected (logged, counted) while the old config keeps
@@ -55,7 +20,7 @@ func TestHotReload(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	addr := freeAddr(t)
-	cm := &configMap{t: t, dir: filepath.Join(dir, "conf")}
+	cm := &testenv.ConfigMap{T: t, Dir: filepath.Join(dir, "conf")}
 	cfg := func(schedule, extra string) string {
 		return fmt.Sprintf(`
 agent: {listen: "%s", max_active: 5}
@@ -65,8 +30,8 @@ experiments:
 %s`, addr, dir, schedule, dir, extra)
 	}
 	hold := fmt.Sprintf(`  - {name: hold, schedule: "@every 1s", duration: 1h, fault: {type: disk, path: %s, size: 1MiB, reserve: 1MiB}}`, dir)
-	cm.write(cfg("@every 1h", hold))
-	a := startAgent(t, dir, "-c", cm.path())
+	cm.Write(cfg("@every 1h", hold))
+	a := startAgent(t, dir, "-c", cm.Path())
 	runsOf := func(name string) int {
 		out, _, code := cli(t, dir, "journal", "list", "-o", "json", "--journal", filepath.Join(dir, "j.db"), "--experiment", name)
 		var recs []journal.Record
@@ -81,14 +46,14 @@ experiments:
 	}
 
 	// New schedule, through a symlink swap: takes effect without a restart.
-	cm.write(cfg("@every 1s", hold))
+	cm.Write(cfg("@every 1s", hold))
 	eventually(t, 10*time.Second, "tick to fire on its new schedule", func() bool { return runsOf("tick") >= 1 })
 	if !strings.Contains(a.log.String(), `"msg":"config reloaded"`) {
 		t.Fatalf("no reload logged:\n%s", a.log)
 	}
 
 	// A broken update: rejected, logged, counted; the old config keeps firing.
-	cm.write(cfg("@every 1s", "  - {name: bad, schedule: \"@every 1s\", probability: 2, duration: 1s, fault: {type: cpu}}\n"))
+	cm.Write(cfg("@every 1s", "  - {name: bad, schedule: \"@every 1s\", probability: 2, duration: 1s, fault: {type: cpu}}\n"))
 	eventually(t, 10*time.Second, "the broken config to be rejected", func() bool {
 		return strings.Contains(a.log.String(), `"msg":"config reload rejected; the old config keeps running"`)
 	})
@@ -112,7 +77,7 @@ experiments:
 		_, fams := scrape(t, addr)
 		return metric(fams, "chaos_config_reloads_total", "result=rejected") == 2
 	})
-	cm.write(cfg("@every 1h", ""))
+	cm.Write(cfg("@every 1h", ""))
 	eventually(t, 10*time.Second, "hold's fault to be reverted", func() bool { return len(fills(t, dir)) == 0 })
 	recs := listRuns(t, dir, "--journal", filepath.Join(dir, "j.db"), "--experiment", "hold")
 	if len(recs) != 1 || recs[0].Status != journal.Aborted || recs[0].Reason != "config reload: experiment removed" {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/chaoscron/chaoscron/internal/testenv"
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/config"
 	"github.com/chaoscron/chaoscron/pkg/fault"
@@ -18,32 +19,6 @@ import (
 	"github.com/chaoscron/chaoscron/pkg/metrics"
 	"github.com/chaoscron/chaoscron/pkg/runner"
 )
-
-// configMap lays out a config the way a Kubernetes ConfigMap volume does:
-// dir/chaoscron.yaml → ..data/chaoscron.yaml, ..data → ..<version>; an update writes a new
-// version directory and swaps the ..data symlink atomically. The file's own path never
-// changes, and is never written.
-type configMap struct {
-	t   *testing.T
-	dir string
-	n   int
-}
-
-func (c *configMap) path() string { return filepath.Join(c.dir, "chaoscron.yaml") }
-
-func (c *configMap) write(yaml string) {
-	c.t.Helper()
-	c.n++
-	v := fmt.Sprintf("..v%d", c.n)
-	must(c.t, os.MkdirAll(filepath.Join(c.dir, v), 0o755))
-	must(c.t, os.WriteFile(filepath.Join(c.dir, v, "chaoscron.yaml"), []byte(yaml), 0o644))
-	tmp := filepath.Join(c.dir, "..data_tmp")
-	must(c.t, os.Symlink(v, tmp))
-	must(c.t, os.Rename(tmp, filepath.Join(c.dir, "..data")))
-	if c.n == 1 {
-		must(c.t, os.Symlink(filepath.Join("..data", "chaoscron.yaml"), c.path()))
-	}
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -113,17 +88,17 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // TestConfigMapUpdate: a ConfigMap-style ..data swap reloads the config; a broken update is
 // rejected, counted, and the old config keeps running; SIGHUP reloads even an unchanged file.
 func TestConfigMapUpdate(t *testing.T) {
-	cm := &configMap{t: t, dir: t.TempDir()}
-	cm.write(yaml("@every 1h"))
-	a := start(t, cm.path(), 50*time.Millisecond)
+	cm := &testenv.ConfigMap{T: t, Dir: t.TempDir()}
+	cm.Write(yaml("@every 1h"))
+	a := start(t, cm.Path(), 50*time.Millisecond)
 
-	cm.write(yaml("@every 2h"))
+	cm.Write(yaml("@every 2h"))
 	eventually(t, "the new schedule", func() bool { return a.schedule() == "@every 2h" })
 	if ok := a.count("ok"); ok != 1 {
 		t.Fatalf("chaos_config_reloads_total{ok} = %v, want 1", ok)
 	}
 
-	cm.write(strings.Replace(yaml("@every 3h"), "duration: 1s", "duration: 1s, probability: 2", 1))
+	cm.Write(strings.Replace(yaml("@every 3h"), "duration: 1s", "duration: 1s, probability: 2", 1))
 	eventually(t, "the broken config to be rejected", func() bool { return a.count("rejected") == 1 })
 	if s := a.schedule(); s != "@every 2h" {
 		t.Fatalf("schedule %q after a rejected update, want the old @every 2h", s)
