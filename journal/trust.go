@@ -17,7 +17,7 @@ var ErrUntrusted = errors.New("refusing a journal another user can write")
 // trusted checks, as sshd's StrictModes does for authorized_keys, that nobody but this
 // user (the effective uid) or root can have written the journal at path: the file, if it
 // exists, and its directory must be owned by one of them and not writable by group or
-// others. A directory with the sticky bit (like /tmp) may be writable by all: there nobody
+// others (group write is fine where the group is the owner's private group: privateGroup). A directory with the sticky bit (like /tmp) may be writable by all: there nobody
 // can rename or remove a file they do not own, so ours cannot be swapped, and a file they
 // planted under our name before we created it fails the file's own owner check. A
 // symlinked journal is checked where it really lives too.
@@ -76,6 +76,9 @@ func untrusted(fi fs.FileInfo) string {
 		return fmt.Sprintf("is owned by uid %d, not by this user (uid %d) or root: chown it, or use another journal.path", st.Uid, euid)
 	}
 	mode := fi.Mode()
+	if mode.Perm()&0o022 == 0o020 && systemPrivateGroup(st.Uid, st.Gid) {
+		return "" // group-writable, but the group is the owner's alone (umask 002)
+	}
 	if mode.Perm()&0o022 != 0 && !(fi.IsDir() && mode&fs.ModeSticky != 0) {
 		return fmt.Sprintf("is writable by group or others (mode %04o): chmod go-w it, or use another journal.path", mode.Perm())
 	}

@@ -50,11 +50,24 @@ func TestOpenRefusesForeignJournal(t *testing.T) {
 			must(t, os.Chmod(p, 0o666))
 			return p
 		}, "writable by group or others (mode 0666)"},
-		{"file writable by group", func(t *testing.T, dir string) string {
+		{"file writable by a shared group", func(t *testing.T, dir string) string {
 			p := made(t, dir)
+			must(t, os.Chown(p, -1, nobody)) // nogroup: nobody's group, not ours alone
 			must(t, os.Chmod(p, 0o620))
 			return p
 		}, "mode 0620"},
+		{"directory writable by the owner's private group (umask 002)", func(t *testing.T, dir string) string {
+			testenv.Require(t, systemPrivateGroup(0, 0), "root's primary group is its own alone here")
+			must(t, os.Chown(dir, 0, 0))
+			must(t, os.Chmod(dir, 0o775))
+			return made(t, dir)
+		}, ""},
+		{"directory writable by a shared group", func(t *testing.T, dir string) string {
+			p := made(t, dir)
+			must(t, os.Chown(dir, 0, nobody))
+			must(t, os.Chmod(dir, 0o770))
+			return p
+		}, "mode 0770"},
 		{"directory owned by nobody", func(t *testing.T, dir string) string {
 			p := made(t, dir)
 			must(t, os.Chown(dir, nobody, nobody))
