@@ -17,6 +17,10 @@ import (
 // run and a why for each damaged run.
 const DamagedHeader = "Chaoscron-Damaged"
 
+// maxDamaged bounds the runs a header names (about 100 bytes each), so that a journal damaged
+// throughout cannot make one answer's header grow with it; the rest are counted ("more").
+const maxDamaged = 1000
+
 // damaged encodes err for DamagedHeader, or returns "" if err is not (only) damage.
 func damaged(err error) string {
 	var de *journal.DamagedError
@@ -24,11 +28,14 @@ func damaged(err error) string {
 		return ""
 	}
 	v := url.Values{"path": {de.Path}}
-	for i, id := range de.Runs {
+	for i, id := range de.Runs[:min(len(de.Runs), maxDamaged)] {
 		v.Add("run", strconv.FormatUint(id, 10))
 		if i < len(de.Errs) {
 			v.Add("why", de.Errs[i].Error())
 		}
+	}
+	if n := len(de.Runs) - maxDamaged; n > 0 {
+		v.Set("more", strconv.Itoa(n))
 	}
 	return v.Encode()
 }
@@ -55,6 +62,10 @@ func parseDamaged(h string) error {
 			why = whys[i]
 		}
 		de.Errs = append(de.Errs, errors.New(why))
+	}
+	if more := v.Get("more"); more != "" && len(de.Errs) > 0 {
+		last := len(de.Errs) - 1
+		de.Errs[last] = fmt.Errorf("%w; and %s more damaged runs the agent did not list", de.Errs[last], more)
 	}
 	return de
 }
