@@ -19,7 +19,8 @@ func encode(r *Record) ([]byte, error) { return encodeAfter(r, 0) }
 // seal: see seal.go), so that a stored record is still one allocation.
 func encodeAfter(r *Record, head int) ([]byte, error) {
 	if !fastTime(r.ScheduledAt) || !fastTime(r.StartedAt) || !fastTime(r.AppliedAt) ||
-		!fastTime(r.EndedAt) || !fastTime(r.PlannedEnd) || !cleanRaw(r.Params) || !cleanRaw(r.Undo) {
+		!fastTime(r.EndedAt) || !fastTime(r.PlannedEnd) || !cleanRaw(r.Params) || !cleanRaw(r.Undo) ||
+		r.Slot != nil { // fleet runs: each costs API round trips; Marshal's cost is lost in them
 		js, err := json.Marshal(r)
 		if err != nil || head == 0 {
 			return js, err

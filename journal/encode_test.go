@@ -52,6 +52,7 @@ func TestEncodeMatchesMarshal(t *testing.T) {
 		"raw null":         {Params: json.RawMessage(`null`)},
 		"raw empty":        {Params: json.RawMessage{}},
 		"raw not utf-8":    {Params: json.RawMessage("{\"a\":\"\xff\xfe\"}")}, // checkState refuses it before encode
+		"fleet slot":       {Slot: &Slot{Namespace: "shop", Lease: "chaoscron-web-slots", Holder: "web-1/ab12/7"}},
 	}
 	for name, r := range cases {
 		t.Run(name, func(t *testing.T) { checkEncode(t, &r) })

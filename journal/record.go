@@ -55,6 +55,17 @@ type Record struct {
 	Reason      string          `json:"reason,omitempty"` // why it was skipped or aborted
 	DryRun      bool            `json:"dry_run"`
 	Agent       Agent           `json:"agent"`
+	// Slot is the fleet slot the run took before its intent (fleet mode only): released
+	// after the revert, by this agent or by whichever agent recovers the run.
+	Slot *Slot `json:"slot,omitempty"`
+}
+
+// Slot names a run's place among the faults a fleet allows at once: the holder key in the
+// slots Lease of a Kubernetes namespace.
+type Slot struct {
+	Namespace string `json:"namespace"`
+	Lease     string `json:"lease"`
+	Holder    string `json:"holder"`
 }
 
 // Open reports whether the run still has something to reverse. Open runs are kept in an

@@ -24,6 +24,7 @@ type Config struct {
 	Agent       Agent             `koanf:"agent"`
 	Journal     Journal           `koanf:"journal"`
 	API         API               `koanf:"api"`
+	Fleet       Fleet             `koanf:"fleet"`
 	Windows     map[string]Window `koanf:"windows"`
 	Blackouts   map[string]Window `koanf:"blackouts"`
 	Experiments []Experiment      `koanf:"experiments"`
@@ -208,5 +209,13 @@ func defaults() Config {
 			MaxAge:  DefaultMaxAge,
 		},
 		API: API{TokenEnv: DefaultTokenEnv},
+		Fleet: Fleet{
+			Renew:      DefaultFleetRenew,
+			StaleAfter: DefaultFleetStaleAfter,
+			MaxActive:  DefaultFleetMaxActive,
+			RespectPDB: true,
+			Disruptive: []string{"process", "network", "memory"},
+			LabelsFile: DefaultFleetLabelsFile,
+		},
 	}
 }

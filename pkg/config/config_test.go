@@ -49,6 +49,7 @@ func TestFullConfig(t *testing.T) {
 			RecordSkips: true,
 		},
 		API: API{TokenFile: "/etc/chaoscron/token", TokenEnv: DefaultTokenEnv},
+		Fleet: defaults().Fleet,
 		Windows: map[string]Window{
 			"business-hours": {Schedule: "0 9 * * MON-FRI", Duration: 8 * time.Hour},
 		},

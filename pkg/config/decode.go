@@ -22,7 +22,7 @@ func (r *report) decode(raw map[string]any, cfg *Config) {
 			}
 		}
 	}
-	for _, fe := range fault.DecodeMap(raw, cfg, "koanf", experimentDefaults) {
+	for _, fe := range fault.DecodeMap(raw, cfg, "koanf", experimentDefaults, limitNumber) {
 		r.add(path(fe.Path), "%s", fe.Msg)
 	}
 }

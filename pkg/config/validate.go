@@ -38,6 +38,7 @@ func (r *report) validate(c *Config) {
 	r.validateAgent(c)
 	r.validateJournal(&c.Journal)
 	r.validateAPI(c)
+	r.validateFleet(c)
 	r.validateWindows(c, "windows", c.Windows)
 	r.validateWindows(c, "blackouts", c.Blackouts)
 	r.validateExperiments(c)
