@@ -18,6 +18,7 @@ import (
 	"github.com/chaoscron/chaoscron/pkg/api"
 	"github.com/chaoscron/chaoscron/pkg/config"
 	"github.com/chaoscron/chaoscron/pkg/control"
+	"github.com/chaoscron/chaoscron/pkg/fleet"
 	"github.com/chaoscron/chaoscron/pkg/metrics"
 	"github.com/chaoscron/chaoscron/pkg/reload"
 	"github.com/chaoscron/chaoscron/pkg/runner"
@@ -88,9 +89,22 @@ func runAgent(ctx context.Context, cfg *config.Config, load func() (*config.Conf
 	if err != nil {
 		return err
 	}
-	r, err := runner.New(runner.Options{Config: cfg, Journal: j, Metrics: m, Log: log, Env: env, Agent: agent})
+	var r *runner.Runner
+	fl, err := newFleet(cfg, agent, m, log, func(st fleet.State) { suspend(r, st) })
 	if err != nil {
 		return err
+	}
+	opt := runner.Options{Config: cfg, Journal: j, Metrics: m, Log: log, Env: env, Agent: agent}
+	if fl != nil {
+		opt.Fleet = fl
+	}
+	r, err = runner.New(opt)
+	if err != nil {
+		return err
+	}
+	if fl != nil {
+		// Nothing fires until the group's state is known: it may be halted.
+		suspend(r, fl.State())
 	}
 
 	token, err := apiToken(cfg)
@@ -142,6 +156,15 @@ func runAgent(ctx context.Context, cfg *config.Config, load func() (*config.Conf
 		log.Warn("halt switch is on: nothing fires until resume")
 	}
 
+	fleetDone := make(chan struct{})
+	fctx, fcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer fcancel()
+	if fl != nil {
+		// Its own context: at shutdown the runner's reverts give their slots back first.
+		go func() { defer close(fleetDone); fl.Run(fctx) }()
+	} else {
+		close(fleetDone)
+	}
 	r.Start(ctx)
 	ready.Store(true)
 	w := &reload.Watcher{Load: load, Runner: r, Metrics: m, Log: log, HUP: hup}
@@ -158,7 +181,10 @@ func runAgent(ctx context.Context, cfg *config.Config, load func() (*config.Conf
 	ready.Store(false)
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownBound)
 	defer cancel()
-	if err := r.Shutdown(sctx); err != nil {
+	err = r.Shutdown(sctx)
+	fcancel()
+	<-fleetDone
+	if err != nil {
 		log.Error("shutdown incomplete; the next start recovers the rest", "err", err)
 		return err
 	}

@@ -75,6 +75,7 @@ func newRoot() *cobra.Command {
 		newHaltCommand(),
 		newResumeCommand(),
 		newJournalCommand(),
+		newFleetCommand(),
 		newProbeCommand(),
 		newVersionCommand(),
 	)

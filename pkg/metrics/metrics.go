@@ -43,6 +43,14 @@ type Set struct {
 	JournalErrs  prometheus.Counter
 	ConfigReload *prometheus.CounterVec // result
 	BuildInfo    *prometheus.GaugeVec
+
+	// Fleet mode (pkg/fleet); zero while it is off.
+	FleetContact   prometheus.Gauge       // 1 while the fleet's state is confirmed
+	FleetHalted    prometheus.Gauge       // 1 while the group is halted
+	FleetMembers   prometheus.Gauge       // live members of the group
+	FleetSlots     *prometheus.GaugeVec   // state: used, max
+	FleetRequests  *prometheus.CounterVec // op, result: this agent's calls to the API server
+	FleetTakeDelay prometheus.Histogram   // how long a slot took to take (or refuse)
 }
 
 // New creates a metric set in a fresh private registry, with the Go and process collectors.
@@ -100,6 +108,31 @@ func New(version string) *Set {
 			Name: "chaos_stop_condition_trips_total",
 			Help: "Runs ended early because their stop condition (abort_if) failed, by experiment.",
 		}, []string{"experiment"}),
+		FleetContact: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaos_fleet_contact",
+			Help: "1 while the fleet's state is confirmed through the Kubernetes API; 0 when it has not been for fleet.stale_after (faults reverted, nothing fires) or fleet mode is off.",
+		}),
+		FleetHalted: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaos_fleet_halted",
+			Help: "1 while the agent's fleet group is halted (chaoscron fleet halt).",
+		}),
+		FleetMembers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "chaos_fleet_members",
+			Help: "Live members of the agent's fleet group, as this agent sees them.",
+		}),
+		FleetSlots: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "chaos_fleet_slots",
+			Help: "Fleet slots: used (faults in place across the group) and max (fleet.max_active resolved against the live members).",
+		}, []string{"state"}),
+		FleetRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_fleet_requests_total",
+			Help: "This agent's requests to the Kubernetes API by operation (renew, take, release, watch, pdb) and result (ok, conflict, error).",
+		}, []string{"op", "result"}),
+		FleetTakeDelay: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "chaos_fleet_take_seconds",
+			Help:    "How long taking a fleet slot took, whether it was granted or refused.",
+			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
+		}),
 		Halted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chaos_agent_halted",
 			Help: "1 while the persisted halt switch is on: nothing fires.",
@@ -128,6 +161,7 @@ func New(version string) *Set {
 	for _, c := range []prometheus.Collector{
 		s.Injections, s.Active, s.PlannedEnd, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
 		s.NextFire, s.Paused, s.Trips, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
+		s.FleetContact, s.FleetHalted, s.FleetMembers, s.FleetSlots, s.FleetRequests, s.FleetTakeDelay,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {

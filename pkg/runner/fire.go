@@ -127,6 +127,8 @@ func (r *Runner) checkLocked(e *experiment, manual bool, now time.Time) *SkipErr
 		return &SkipError{"shutdown", "the agent is shutting down"}
 	case r.halted:
 		return &SkipError{"halted", "the halt switch is on"}
+	case r.suspended != nil:
+		return r.suspended
 	}
 	window := e.cfg.Window
 	if manual {

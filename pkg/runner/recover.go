@@ -107,7 +107,7 @@ func (r *Runner) recoverRun(ctx context.Context, rec journal.Record) (rerr, jerr
 	}
 	r.m.Recoveries.WithLabelValues(rec.Fault, result).Inc()
 	now := time.Now().UTC()
-	_, jerr = r.j.Update(rec.ID, func(x *journal.Record) error {
+	got, jerr := r.j.Update(rec.ID, func(x *journal.Record) error {
 		if x.Status == journal.Pending || x.Status == journal.Active {
 			x.Status = journal.Aborted
 			x.Reason = fmt.Sprintf("agent %s stopped while the fault was in place", x.Agent.Instance)
@@ -124,6 +124,11 @@ func (r *Runner) recoverRun(ctx context.Context, rec journal.Record) (rerr, jerr
 	})
 	if jerr != nil {
 		r.journalError("recover", jerr)
+	} else {
+		r.tell(&got)
+	}
+	if rerr == nil {
+		r.release(rec.Slot)
 	}
 	return rerr, jerr
 }

@@ -88,12 +88,29 @@ func (r *Runner) start(a attempt) (uint64, error) {
 		return rec.ID, nil
 	}
 
+	// In a fleet, a place among the faults the group allows at once comes first, and the
+	// intent records it, so whoever reverts the run gives it back.
+	if r.fleet != nil {
+		slot, err := r.fleet.Take(rctx, key, ftype)
+		if err != nil {
+			release()
+			s := fleetSkip(err)
+			r.countSkip(e, s)
+			if a.record {
+				r.recordSkip(e, trigger, scheduled, now, s)
+			}
+			return 0, s
+		}
+		rec.Slot = slot
+	}
+
 	// Write-ahead: the intent, with the undo plan, is on disk before the system changes.
 	// No journal, no chaos.
 	rec.Status, rec.Cleanup = journal.Pending, journal.CleanupPending
 	unsweep := r.holdSweep(e.f)
 	if err := r.j.Begin(&rec); err != nil {
 		unsweep()
+		r.release(rec.Slot)
 		release()
 		r.journalError("intent", err)
 		r.m.Injections.WithLabelValues(ftype, metrics.Failed).Inc()
@@ -123,6 +140,9 @@ func (r *Runner) start(a attempt) (uint64, error) {
 			}
 		})
 		r.m.Injections.WithLabelValues(ftype, metrics.Failed).Inc()
+		if rerr == nil {
+			r.release(rec.Slot)
+		}
 		release()
 		return rec.ID, fmt.Errorf("inject %s: %w", e.cfg.Name, err)
 	}
@@ -141,6 +161,7 @@ func (r *Runner) start(a attempt) (uint64, error) {
 	r.m.Injections.WithLabelValues(ftype, metrics.Success).Inc()
 	r.m.Active.WithLabelValues(ftype).Inc()
 	log.Info("run active", "applied_in", applied.Sub(now).String())
+	r.tell(&rec)
 
 	if e.cfg.AbortIf.Enabled() {
 		go r.watchStop(rctx, e.cfg.AbortIf, rn, log)
@@ -161,6 +182,10 @@ func (r *Runner) start(a attempt) (uint64, error) {
 				x.Cleanup, x.Error = journal.CleanupFailed, "revert: "+rerr.Error()
 			}
 		})
+		if rerr == nil {
+			// A fault still in place keeps its slot (renewed) until a retry reverts it.
+			r.release(rec.Slot)
+		}
 		r.tripped(e.cfg.Name, cause, rerr == nil)
 	}()
 	return rec.ID, nil
@@ -203,6 +228,7 @@ func (r *Runner) finish(log *slog.Logger, ftype string, rec *journal.Record, set
 	if rec.Status != journal.Failed {
 		r.m.Reverts.WithLabelValues(ftype, result).Inc()
 	}
+	r.tell(rec)
 	r.m.Runs.WithLabelValues(rec.Experiment, string(rec.Status)).Inc()
 	r.refreshOpen()
 }

@@ -47,6 +47,7 @@ type Options struct {
 	Log     *slog.Logger
 	Env     fault.Env
 	Agent   journal.Agent
+	Fleet   Fleet // nil: not in fleet mode
 }
 
 // Runner runs experiments. Create it with New; it is safe for concurrent use.
@@ -56,6 +57,7 @@ type Runner struct {
 	log   *slog.Logger
 	env   fault.Env
 	agent journal.Agent
+	fleet Fleet
 	seq   atomic.Uint64 // per-process run keys handed to Fault.Plan
 
 	openDirty atomic.Bool // the open-runs gauge is stale; see refreshOpen
@@ -67,18 +69,19 @@ type Runner struct {
 	// sweeping keeps a sweep and a sweepable fault's intent-to-inject apart (see sweep).
 	sweeping sync.RWMutex
 
-	mu       sync.Mutex
-	cfg      *config.Config
-	cal      *schedule.Calendar
-	exps     map[string]*experiment
-	active   map[*run]struct{} // runs between reservation and recorded revert
-	running  map[string]int    // of those, per experiment name
-	ends     map[string]*ends  // of those in place, per fault type, by planned end
-	halted   bool
-	pauses   map[string]journal.Pause // persisted pause flags, by experiment name
-	draining bool                     // shutting down: nothing new starts
-	wg       sync.WaitGroup
-	sched    *schedule.Scheduler
+	mu        sync.Mutex
+	cfg       *config.Config
+	cal       *schedule.Calendar
+	exps      map[string]*experiment
+	active    map[*run]struct{} // runs between reservation and recorded revert
+	running   map[string]int    // of those, per experiment name
+	ends      map[string]*ends  // of those in place, per fault type, by planned end
+	halted    bool
+	suspended *SkipError               // set by the fleet (see Suspend)
+	pauses    map[string]journal.Pause // persisted pause flags, by experiment name
+	draining  bool                     // shutting down: nothing new starts
+	wg        sync.WaitGroup
+	sched     *schedule.Scheduler
 }
 
 type experiment struct {
@@ -122,6 +125,7 @@ func New(opt Options) (*Runner, error) {
 		log:     opt.Log,
 		env:     opt.Env,
 		agent:   opt.Agent,
+		fleet:   opt.Fleet,
 		active:  map[*run]struct{}{},
 		running: map[string]int{},
 		ends:    map[string]*ends{},
