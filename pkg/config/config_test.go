@@ -48,7 +48,7 @@ func TestFullConfig(t *testing.T) {
 			MaxAge:      168 * time.Hour,
 			RecordSkips: true,
 		},
-		API: API{TokenFile: "/etc/chaoscron/token", TokenEnv: DefaultTokenEnv},
+		API:   API{TokenFile: "/etc/chaoscron/token", TokenEnv: DefaultTokenEnv},
 		Fleet: defaults().Fleet,
 		Windows: map[string]Window{
 			"business-hours": {Schedule: "0 9 * * MON-FRI", Duration: 8 * time.Hour},
