@@ -24,9 +24,20 @@ func (f *Fleet) Run(ctx context.Context) {
 	go f.watch(ctx)
 	t := time.NewTicker(f.cfg.Renew)
 	defer t.Stop()
+	// expire fires when the last confirmation turns stale, so the switch trips on time
+	// rather than at the next tick.
+	expire := time.NewTimer(f.cfg.StaleAfter)
+	defer expire.Stop()
 	f.tick(ctx)
 	for {
+		f.mu.Lock()
+		if !f.confirmed.IsZero() {
+			expire.Reset(time.Until(f.confirmed.Add(f.cfg.StaleAfter)) + time.Millisecond)
+		}
+		f.mu.Unlock()
 		select {
+		case <-expire.C:
+			f.judge()
 		case <-ctx.Done():
 			// The runner has reverted what it could: give its slots back before going.
 			gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
@@ -159,6 +170,9 @@ func (f *Fleet) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		list, err := leases.List(ctx, metav1.ListOptions{LabelSelector: sel})
 		f.count("list", err)
+		if ctx.Err() != nil {
+			return
+		}
 		if err != nil {
 			f.down("list: " + err.Error())
 			sleep(ctx, backoff)
@@ -171,6 +185,9 @@ func (f *Fleet) watch(ctx context.Context) {
 			w, err := leases.Watch(ctx, metav1.ListOptions{LabelSelector: sel, ResourceVersion: rv,
 				AllowWatchBookmarks: true, TimeoutSeconds: ptr.To(int64(300 + time.Now().UnixNano()%300))})
 			f.count("watch", err)
+			if ctx.Err() != nil {
+				return
+			}
 			if err != nil {
 				f.down("watch: " + err.Error())
 				break
@@ -178,8 +195,13 @@ func (f *Fleet) watch(ctx context.Context) {
 			f.up()
 			backoff = 100 * time.Millisecond
 			var gone bool
-			rv, gone = f.follow(w, rv)
+			var why string
+			rv, gone, why = f.follow(w, rv)
 			w.Stop()
+			if ctx.Err() != nil {
+				return
+			}
+			f.down(why)
 			if gone {
 				break // too old, or an error: list again
 			}
@@ -189,13 +211,12 @@ func (f *Fleet) watch(ctx context.Context) {
 }
 
 // follow applies a watch's events to the cache until the stream ends. It returns the last
-// resourceVersion seen, and whether the caller must list again.
-func (f *Fleet) follow(w watch.Interface, rv string) (string, bool) {
+// resourceVersion seen, whether the caller must list again, and why the stream ended.
+func (f *Fleet) follow(w watch.Interface, rv string) (string, bool, string) {
 	for ev := range w.ResultChan() {
 		switch ev.Type {
 		case watch.Error:
-			f.down("watch: " + apierrors.FromObject(ev.Object).Error())
-			return rv, true
+			return rv, true, "watch: " + apierrors.FromObject(ev.Object).Error()
 		case watch.Bookmark:
 			if l, ok := ev.Object.(*coordv1.Lease); ok {
 				rv = l.ResourceVersion
@@ -218,8 +239,7 @@ func (f *Fleet) follow(w watch.Interface, rv string) (string, bool) {
 			f.judge()
 		}
 	}
-	f.down("watch closed")
-	return rv, false
+	return rv, false, "the watch closed"
 }
 
 // newer reports whether a is a later version of the same object than b. Versions are opaque
@@ -330,6 +350,8 @@ func (f *Fleet) whyNot(now time.Time) string {
 		why = f.renewErr
 	case !f.watching && f.watchErr != "":
 		why = f.watchErr
+	case !f.watching:
+		why = "the watch is not established yet"
 	case f.renewed.IsZero():
 		return "waiting for the fleet's state from the Kubernetes API"
 	default:

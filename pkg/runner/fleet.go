@@ -53,9 +53,13 @@ func (r *Runner) Suspend(reason, detail string) {
 		}
 		return
 	}
-	if was == nil || *was != *now {
-		n := r.abortAll(errors.New(reason + ": " + detail))
-		r.log.Warn("fires suspended; active faults reverted", "reason", reason, "detail", detail, "ended", n)
+	// A new detail alone (how long the state has been unknown) is not news: no log line.
+	if was == nil || was.Reason != now.Reason {
+		if n := r.abortAll(errors.New(reason + ": " + detail)); n > 0 {
+			r.log.Warn("fires suspended; active faults reverted", "reason", reason, "detail", detail, "ended", n)
+		} else {
+			r.log.Warn("fires suspended", "reason", reason, "detail", detail)
+		}
 	}
 }
 
