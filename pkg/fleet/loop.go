@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -103,7 +104,7 @@ func (f *Fleet) renew(ctx context.Context) error {
 		l.Spec.HolderIdentity = &holder
 	}
 	l.Spec.RenewTime = &now
-	l.Spec.LeaseDurationSeconds = ptr.To(int32(f.cfg.StaleAfter / time.Second))
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(f.cfg.StaleAfter.Seconds())))
 	var err error
 	var got *coordv1.Lease
 	if cur == nil {

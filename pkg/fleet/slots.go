@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"time"
@@ -32,8 +33,16 @@ const (
 )
 
 // takeTries bounds the optimistic retries of one take: each conflict means another agent
-// wrote the slots in between, and each retry reads them fresh.
-const takeTries = 8
+// wrote the slots in between (a take, a release, a renewal), and each retry reads them fresh
+// after a short random pause, so that a crowd of racers spreads out instead of colliding
+// again in step.
+const takeTries = 24
+
+// pause is the wait before retry i: random, up to 10 ms × 2^i, at most 500 ms.
+func pause(ctx context.Context, i int) {
+	d := min(10*time.Millisecond<<min(i, 6), 500*time.Millisecond)
+	sleep(ctx, time.Duration(rand.Int64N(int64(d))))
+}
 
 // hold is how long a slot entry lives without a renewal. An agent that loses contact reverts
 // its faults within stale_after (plus a renew for the check), so an entry must outlive that
@@ -64,7 +73,8 @@ func (f *Fleet) Take(ctx context.Context, key, ftype string) (*journal.Slot, err
 	f.mu.Lock()
 	cur := f.leases[slot.Lease]
 	f.mu.Unlock()
-	for range takeTries {
+	fresh := false // cur was read from the API server just now, not from the watch's cache
+	for try := range takeTries {
 		now := time.Now()
 		limit := f.limit(now)
 		var l *coordv1.Lease
@@ -78,7 +88,20 @@ func (f *Fleet) Take(ctx context.Context, key, ftype string) (*journal.Slot, err
 		if err != nil {
 			return nil, &Refusal{ReasonFleet, err.Error()}
 		}
-		if hs = live(hs, now); len(hs) >= limit {
+		if hs = live(hs, now); len(hs) >= limit && !fresh {
+			// The cache may lag behind a release: only a fresh read may refuse.
+			if cur, err = leases.Get(ctx, slot.Lease, metav1.GetOptions{}); err != nil && !apierrors.IsNotFound(err) {
+				f.count("get", err)
+				return nil, &Refusal{ReasonFleet, "take a fleet slot: " + err.Error()}
+			}
+			f.count("get", nil)
+			if apierrors.IsNotFound(err) {
+				cur = nil
+			}
+			fresh = true
+			continue
+		}
+		if len(hs) >= limit {
 			return nil, &Refusal{ReasonFleet, fmt.Sprintf("no fleet slot: %d of %d in use (fleet.max_active %s): %s",
 				len(hs), limit, f.cfg.MaxActive, strings.Join(slices.Sorted(maps.Keys(hs)), ", "))}
 		}
@@ -108,8 +131,10 @@ func (f *Fleet) Take(ctx context.Context, key, ftype string) (*journal.Slot, err
 			f.Release(slot)
 			return nil, &Refusal{ReasonFleet, "take a fleet slot: " + err.Error()}
 		}
+		pause(ctx, try)
 		cur, err = leases.Get(ctx, slot.Lease, metav1.GetOptions{})
 		f.count("get", err)
+		fresh = true
 		if apierrors.IsNotFound(err) {
 			cur = nil
 		} else if err != nil {
@@ -146,8 +171,23 @@ func (f *Fleet) keepSlots(ctx context.Context) {
 	err := f.editSlots(ctx, "renew-slots", func(hs map[string]time.Time, now time.Time) bool {
 		f.mu.Lock()
 		defer f.mu.Unlock()
+		// Only entries already there: a take still in flight must not be written by its
+		// renewal before the take itself has won.
+		// Written only when an entry has used half its life: each write of the one slots
+		// Lease can make a racing take retry, so renewals stay rare.
+		due := false
 		for h := range f.held {
-			hs[h] = now.Add(f.hold()).UTC()
+			if exp, ok := hs[h]; ok {
+				due = due || exp.Sub(now) < f.hold()/2
+			}
+		}
+		if !due {
+			return false
+		}
+		for h := range f.held {
+			if _, ok := hs[h]; ok {
+				hs[h] = now.Add(f.hold()).UTC()
+			}
 		}
 		return true
 	})
@@ -198,7 +238,10 @@ func (f *Fleet) editSlots(ctx context.Context, op string, edit func(map[string]t
 	f.mu.Lock()
 	cur := f.leases[name]
 	f.mu.Unlock()
-	for range takeTries {
+	for try := range takeTries {
+		if try > 0 {
+			pause(ctx, try)
+		}
 		if cur == nil {
 			got, err := leases.Get(ctx, name, metav1.GetOptions{})
 			f.count("get", err)
