@@ -34,7 +34,9 @@ type env struct {
 	admin kubernetes.Interface
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvTB(t) }
+
+func newEnvTB(t testing.TB) *env {
 	t.Helper()
 	c := kube.Shared(t)
 	ns := c.Namespace(t)

@@ -279,6 +279,7 @@ func (f *Fleet) up() {
 	f.mu.Lock()
 	f.watching, f.watchErr = true, ""
 	f.mu.Unlock()
+	f.judge() // contact may be confirmed now, not at the next renew
 }
 
 func (f *Fleet) down(why string) {

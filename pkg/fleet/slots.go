@@ -38,9 +38,9 @@ const (
 // again in step.
 const takeTries = 24
 
-// pause is the wait before retry i: random, up to 10 ms × 2^i, at most 500 ms.
+// pause is the wait before retry i: random, up to 4 ms × 2^i, at most 250 ms.
 func pause(ctx context.Context, i int) {
-	d := min(10*time.Millisecond<<min(i, 6), 500*time.Millisecond)
+	d := min(4*time.Millisecond<<min(i, 6), 250*time.Millisecond)
 	sleep(ctx, time.Duration(rand.Int64N(int64(d))))
 }
 
