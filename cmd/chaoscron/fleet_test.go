@@ -21,7 +21,7 @@ import (
 // fleetRun is a group of real agent processes on a real control plane, each with a token of
 // the fleet component's ServiceAccount (never an admin's).
 type fleetRun struct {
-	t       *testing.T
+	t       testing.TB
 	c       *kube.Cluster
 	ns      string
 	admin   string // kubeconfig of an admin: the operator's fleet commands
@@ -31,11 +31,25 @@ type fleetRun struct {
 	stale   time.Duration
 	dur     time.Duration // of each run: longer than stale_after + renew, so the switch is what ends them
 	maxSlot int
+	cfg     string
 }
 
 const fleetGroup = "web"
 
-func newFleetRun(t *testing.T, n int) *fleetRun {
+func newFleetRun(t testing.TB, n int) *fleetRun {
+	return newFleetRunOf(t, n, fleetOpts{maxSlot: 2, dur: 6 * time.Second, schedule: "@every 1s", renew: time.Second, stale: 2 * time.Second})
+}
+
+// fleetOpts shape a fleetRun: each agent fires schedule with runs of dur.
+type fleetOpts struct {
+	maxSlot      int
+	dur          time.Duration
+	schedule     string
+	renew, stale time.Duration
+}
+
+// newFleetRunOf starts n agents of one group.
+func newFleetRunOf(t testing.TB, n int, o fleetOpts) *fleetRun {
 	t.Helper()
 	c := kube.ForTest(t)
 	ctx := context.Background()
@@ -52,21 +66,27 @@ func newFleetRun(t *testing.T, n int) *fleetRun {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fleetRun{t: t, c: c, ns: ns, admin: admin, renew: time.Second, stale: 2 * time.Second, dur: 6 * time.Second, maxSlot: 2}
+	f := &fleetRun{t: t, c: c, ns: ns, admin: admin, renew: o.renew, stale: o.stale, dur: o.dur, maxSlot: o.maxSlot}
 	cfg := fmt.Sprintf(`
 agent: {listen: "off", log_format: json}
 fleet: {enabled: true, group: %s, namespace: %s, kubeconfig: %s, renew: %s, stale_after: %s, max_active: %d}
 experiments:
-  - {name: burn, schedule: "@every 1s", duration: %s, fault: {type: cpu, load: "1%%", workers: 1}}
-`, fleetGroup, ns, kc, f.renew, f.stale, f.maxSlot, f.dur)
+  - {name: burn, schedule: %q, duration: %s, fault: {type: cpu, load: "1%%", workers: 1}}
+`, fleetGroup, ns, kc, f.renew, f.stale, f.maxSlot, o.schedule, f.dur)
+	f.cfg = cfg
 	for i := range n {
-		dir := t.TempDir()
-		writeConfig(t, dir, cfg)
-		f.dirs = append(f.dirs, dir)
-		f.agents = append(f.agents, nil)
-		f.start(i)
+		f.addAgent(i)
 	}
 	return f
+}
+
+// addAgent starts agent i in a directory of its own.
+func (f *fleetRun) addAgent(i int) {
+	dir := f.t.TempDir()
+	writeConfig(f.t, dir, f.cfg)
+	f.dirs = append(f.dirs, dir)
+	f.agents = append(f.agents, nil)
+	f.start(i)
 }
 
 func (f *fleetRun) pod(i int) string { return fmt.Sprintf("web-%d", i) }

@@ -42,7 +42,7 @@ func TestMain(m *testing.M) {
 }
 
 // cli runs the binary to completion and returns stdout, stderr and the exit code.
-func cli(t *testing.T, dir string, args ...string) (string, string, int) {
+func cli(t testing.TB, dir string, args ...string) (string, string, int) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	c := exec.Command(bin, args...)
@@ -60,7 +60,7 @@ func cli(t *testing.T, dir string, args ...string) (string, string, int) {
 
 // agent is a running `chaoscron run`.
 type agent struct {
-	t   *testing.T
+	t   testing.TB
 	cmd *exec.Cmd
 	log *testenv.Buffer
 }
@@ -105,7 +105,7 @@ func (a *agent) wait(d time.Duration) int {
 }
 
 // eventually polls cond until it holds or d passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for !cond() {
@@ -116,7 +116,7 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-func writeConfig(t *testing.T, dir, yaml string) string {
+func writeConfig(t testing.TB, dir, yaml string) string {
 	t.Helper()
 	p := filepath.Join(dir, "chaoscron.yaml")
 	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
@@ -125,7 +125,7 @@ func writeConfig(t *testing.T, dir, yaml string) string {
 	return p
 }
 
-func listRuns(t *testing.T, dir string, args ...string) []journal.Record {
+func listRuns(t testing.TB, dir string, args ...string) []journal.Record {
 	t.Helper()
 	out, errs, code := cli(t, dir, append([]string{"journal", "list", "-o", "json"}, args...)...)
 	if code != 0 {
