@@ -208,6 +208,15 @@ func loadConfig(t *testing.T, data string, env []corev1.EnvVar, labels map[strin
 			v = downwardValue(t, e, labels)
 		}
 		t.Setenv(e.Name, v)
+		if e.Name == "CHAOSCRON_FLEET__ENABLED" && v == "true" {
+			// Fleet mode needs credentials: in the pod, the ServiceAccount's at the in-cluster
+			// path (TestFleetComponent checks the mount); here a kubeconfig stands in for them.
+			kc := filepath.Join(t.TempDir(), "kubeconfig")
+			if err := os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			t.Setenv("KUBECONFIG", kc)
+		}
 	}
 	cfg, err := config.Load(p, nil)
 	if err != nil {
