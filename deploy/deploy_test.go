@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -46,6 +47,7 @@ var expectations = map[string]struct {
 	"overlays/live":         {caps: sidecarCaps, experiments: []string{"api-latency", "slow-uplink"}},
 	"testdata/with-ptrace":  {caps: []string{"KILL", "NET_ADMIN", "SYS_PTRACE"}, experiments: []string{"api-latency", "slow-uplink"}},
 	"testdata/own-schedule": {caps: sidecarCaps, experiments: []string{"freeze-worker"}},
+	"testdata/fleet":        {caps: sidecarCaps, experiments: []string{"api-latency", "slow-uplink"}},
 	"monitoring":            {},
 }
 
@@ -98,6 +100,9 @@ type objects struct {
 	configMaps      map[string]corev1.ConfigMap
 	podMonitors     []podMonitor
 	prometheusRules []prometheusRule
+	serviceAccounts []corev1.ServiceAccount
+	roles           []rbacv1.Role
+	roleBindings    []rbacv1.RoleBinding
 }
 
 // build runs kustomize (the Go API, default options: load restrictor on, as kubectl, Argo CD
@@ -132,6 +137,15 @@ func build(t *testing.T, dir string) *objects {
 			}
 			o.configMaps[cm.Name] = cm
 			continue
+		case "v1 ServiceAccount":
+			o.serviceAccounts = append(o.serviceAccounts, corev1.ServiceAccount{})
+			into = &o.serviceAccounts[len(o.serviceAccounts)-1]
+		case "rbac.authorization.k8s.io/v1 Role":
+			o.roles = append(o.roles, rbacv1.Role{})
+			into = &o.roles[len(o.roles)-1]
+		case "rbac.authorization.k8s.io/v1 RoleBinding":
+			o.roleBindings = append(o.roleBindings, rbacv1.RoleBinding{})
+			into = &o.roleBindings[len(o.roleBindings)-1]
 		case "monitoring.coreos.com/v1 PodMonitor":
 			o.podMonitors = append(o.podMonitors, podMonitor{})
 			into = &o.podMonitors[len(o.podMonitors)-1]

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"sync"
 	"syscall"
@@ -44,6 +45,15 @@ type Cluster struct {
 	caData []byte // the API server's self-signed CA: set by the first start, then constant
 }
 
+// Options change how the control plane is started. The zero value is what Start uses.
+type Options struct {
+	// NoAudit turns the API server's audit log off (Audit then fails). The log is written
+	// before each response, which adds a little to every request's latency.
+	NoAudit bool
+	// APIServerArgs are added to kube-apiserver's command line (e.g. --feature-gates=…).
+	APIServerArgs []string
+}
+
 // StartTimeout bounds the wait for etcd's /health and the API server's /readyz. Generous:
 // the machine is shared, and a start is ~5 s when it is not.
 const StartTimeout = 90 * time.Second
@@ -52,6 +62,11 @@ const StartTimeout = 90 * time.Second
 // t.TempDir() is the usual one) and returns when the API server answers /readyz. Stop it
 // with Stop. The binaries are found (or built) by Etcd and APIServer.
 func Start(ctx context.Context, dir string) (*Cluster, error) {
+	return StartWith(ctx, dir, Options{})
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, dir string, opts Options) (*Cluster, error) {
 	etcdBin, err := Etcd()
 	if err != nil {
 		return nil, err
@@ -66,7 +81,7 @@ func Start(ctx context.Context, dir string) (*Cluster, error) {
 	}
 	c := &Cluster{Dir: dir, apiBin: apiBin, apiPort: ports[2]}
 	c.etcdURL = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	if err := c.writeFiles(); err != nil {
+	if err := c.writeFiles(opts); err != nil {
 		return nil, err
 	}
 
@@ -93,7 +108,7 @@ func Start(ctx context.Context, dir string) (*Cluster, error) {
 }
 
 // writeFiles writes the token file, the service account key and the audit policy.
-func (c *Cluster) writeFiles() error {
+func (c *Cluster) writeFiles(opts Options) error {
 	tok := make([]byte, 16)
 	rand.Read(tok)
 	c.token = hex.EncodeToString(tok)
@@ -129,13 +144,18 @@ func (c *Cluster) writeFiles() error {
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.96.0.0/24",
-		"--audit-policy-file=" + filepath.Join(d, "audit.yaml"),
-		"--audit-log-path=" + filepath.Join(d, "audit.log"),
-		"--audit-log-format=json",
-		"--audit-log-mode=blocking", // written before the response: a test reads it right after
 		"--profiling=false",
 		"-v=1",
 	}
+	if !opts.NoAudit {
+		c.apiArgs = append(c.apiArgs,
+			"--audit-policy-file="+filepath.Join(d, "audit.yaml"),
+			"--audit-log-path="+filepath.Join(d, "audit.log"),
+			"--audit-log-format=json",
+			"--audit-log-mode=blocking", // written before the response: a test reads it right after
+		)
+	}
+	c.apiArgs = append(c.apiArgs, opts.APIServerArgs...)
 	return nil
 }
 
@@ -208,8 +228,10 @@ func (c *Cluster) Client() *kubernetes.Clientset {
 func (c *Cluster) waitEtcd(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, StartTimeout)
 	defer cancel()
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
 	for {
-		resp, err := http.Get(c.etcdURL + "/health")
+		resp, err := hc.Get(c.etcdURL + "/health")
 		if err == nil {
 			var b bytes.Buffer
 			b.ReadFrom(resp.Body)
@@ -282,7 +304,7 @@ func startProc(logPath, bin string, args ...string) (*proc, error) {
 	// Killed with the test binary, however it dies: a crashed test must not leave a 400 MB
 	// control plane behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := spawn(cmd); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}
 	p := &proc{cmd: cmd, log: logPath, done: make(chan struct{})}
@@ -291,6 +313,32 @@ func startProc(logPath, bin string, args ...string) (*proc, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// spawner starts processes from one goroutine locked to its thread for good. Pdeathsig fires
+// when the thread that forked the child exits, not the process, and the Go runtime ends a
+// thread whose locked goroutine returns without unlocking (tests that enter namespaces do
+// that on purpose): a child forked from such a thread would be killed with it.
+var spawner = sync.OnceValue(func() chan spawnReq {
+	ch := make(chan spawnReq)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+		for r := range ch {
+			r.done <- r.cmd.Start()
+		}
+	}()
+	return ch
+})
+
+type spawnReq struct {
+	cmd  *exec.Cmd
+	done chan error
+}
+
+func spawn(cmd *exec.Cmd) error {
+	r := spawnReq{cmd: cmd, done: make(chan error)}
+	spawner() <- r
+	return <-r.done
 }
 
 func (p *proc) exited() bool {

@@ -275,3 +275,30 @@ func TestFleetRBACIsTheComponent(t *testing.T) {
 		t.Errorf("the Role's rules %v grant nothing on leases", verbs)
 	}
 }
+
+// Deleting the ServiceAccount revokes its bound tokens (how a test revokes an agent's
+// credentials): the API server answers 401 once its token cache (10 s) has let go.
+func TestDeletedServiceAccountIsUnauthorized(t *testing.T) {
+	c := kube.Shared(t)
+	ctx := context.Background()
+	ns := c.Namespace(t)
+	agent, _ := agentClient(t, c, ns)
+	if _, err := agent.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Client().CoreV1().ServiceAccounts(ns).Delete(ctx, "chaoscron", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	deleted := time.Now()
+	for {
+		_, err := agent.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{})
+		if apierrors.IsUnauthorized(err) {
+			t.Logf("unauthorized %v after the delete", time.Since(deleted).Round(100*time.Millisecond))
+			return
+		}
+		if time.Since(deleted) > 30*time.Second {
+			t.Fatalf("30 s after the ServiceAccount was deleted: %v, want unauthorized", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

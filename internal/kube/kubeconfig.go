@@ -39,7 +39,8 @@ func (c *Cluster) ServiceAccountToken(ctx context.Context, namespace, sa string)
 // ServiceAccountKubeconfig writes a kubeconfig that authenticates as the ServiceAccount
 // namespace/sa with a bound token, its context's namespace set to namespace, and returns its
 // path. An agent run with it has exactly the permissions bound to that ServiceAccount (see
-// ApplyFleetRBAC), never an admin's. Deleting the ServiceAccount revokes the token.
+// ApplyFleetRBAC), never an admin's. Deleting the ServiceAccount revokes the token, once the
+// API server's token cache lets go of it (up to 10 s).
 func (c *Cluster) ServiceAccountKubeconfig(ctx context.Context, namespace, sa string) (string, error) {
 	tok, err := c.ServiceAccountToken(ctx, namespace, sa)
 	if err != nil {

@@ -108,7 +108,7 @@ type AuditEvent struct {
 	Received    time.Time
 }
 
-// Audit reads the API server's audit log: every request since the cluster started, in
+// Audit reads the API server's audit log (off with Options.NoAudit): every request since the cluster started, in
 // order, each once (a watch as soon as it starts). Unlike Requests it names the user, so a
 // test counts exactly what its agents asked, free of the API server's own traffic:
 //
