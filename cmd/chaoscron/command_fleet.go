@@ -13,7 +13,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/chaoscron/chaoscron/pkg/config"
 	"github.com/chaoscron/chaoscron/pkg/fleet"
@@ -34,7 +33,7 @@ func (o *fleetFlags) add(fs *pflag.FlagSet) {
 }
 
 // client resolves the group and namespace and returns a client for them.
-func (o *fleetFlags) client(fs *pflag.FlagSet) (kubernetes.Interface, config.Fleet, error) {
+func (o *fleetFlags) client(fs *pflag.FlagSet) (*fleet.API, config.Fleet, error) {
 	var fc config.Fleet
 	if o.file != "" {
 		cfg, err := config.Load(o.file, nil)

@@ -37,7 +37,7 @@ type fleetRun struct {
 const fleetGroup = "web"
 
 func newFleetRun(t testing.TB, n int) *fleetRun {
-	return newFleetRunOf(t, n, fleetOpts{maxSlot: 2, dur: 6 * time.Second, schedule: "@every 1s", renew: time.Second, stale: 2 * time.Second})
+	return newFleetRunOf(t, n, fleetOpts{maxSlot: 2, dur: 8 * time.Second, schedule: "@every 1s", renew: time.Second, stale: 2 * time.Second})
 }
 
 // fleetOpts shape a fleetRun: each agent fires schedule with runs of dur.
@@ -309,7 +309,7 @@ func TestFleetAgents(t *testing.T) {
 		eventually(t, 30*time.Second, "a run just applied", func() bool {
 			for _, recs := range f.runs() {
 				for _, r := range recs {
-					if r.Open() && time.Since(r.AppliedAt) < time.Second {
+					if r.Open() && !r.AppliedAt.IsZero() && time.Since(r.AppliedAt) < 3*time.Second {
 						return true
 					}
 				}

@@ -12,14 +12,13 @@ import (
 	coordv1 "k8s.io/api/coordination/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/util/retry"
 )
 
 // SetHalt turns the group's halt on or off: every agent of the group watches it, reverts its
 // faults and fires nothing while it is on, also across restarts. by says who.
-func SetHalt(ctx context.Context, cs kubernetes.Interface, ns, group string, on bool, reason, by string) error {
-	leases := cs.CoordinationV1().Leases(ns)
+func SetHalt(ctx context.Context, cs *API, ns, group string, on bool, reason, by string) error {
+	leases := cs.Leases(ns)
 	name := stateName(group)
 	ann := map[string]string{AnnHalted: fmt.Sprint(on), AnnReason: reason, AnnBy: by, AnnSince: time.Now().UTC().Format(time.RFC3339)}
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -77,9 +76,9 @@ type Holder struct {
 }
 
 // Status reads the group's Leases.
-func Status(ctx context.Context, cs kubernetes.Interface, ns, group string) (Report, error) {
+func Status(ctx context.Context, cs *API, ns, group string) (Report, error) {
 	rep := Report{Group: group, Namespace: ns, Members: []Member{}, Slots: []Holder{}, Checked: time.Now().UTC()}
-	list, err := cs.CoordinationV1().Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelGroup + "=" + group})
+	list, err := cs.Leases(ns).List(ctx, metav1.ListOptions{LabelSelector: LabelGroup + "=" + group})
 	if err != nil {
 		return rep, fmt.Errorf("fleet status: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -15,7 +14,7 @@ import (
 // Client returns a clientset for cfg — the ServiceAccount's credentials in a pod, else the
 // kubeconfig (fleet.kubeconfig, $KUBECONFIG, ~/.kube/config) — and the namespace those
 // credentials imply ("" if none).
-func Client(cfg config.Fleet, userAgent string) (kubernetes.Interface, string, error) {
+func Client(cfg config.Fleet, userAgent string) (*API, string, error) {
 	var rc *rest.Config
 	var ns string
 	if cfg.Kubeconfig == "" && config.InCluster() {
@@ -44,7 +43,7 @@ func Client(cfg config.Fleet, userAgent string) (kubernetes.Interface, string, e
 	rc.UserAgent = userAgent
 	// An idle agent makes one request per renew; a burst covers a busy tick's takes.
 	rc.QPS, rc.Burst = 20, 40
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := NewAPI(rc)
 	if err != nil {
 		return nil, "", fmt.Errorf("fleet: client: %w", err)
 	}

@@ -8,8 +8,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes/scheme"
-	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 
 	"github.com/chaoscron/chaoscron/journal"
@@ -51,9 +49,9 @@ func (e *events) start(ctx context.Context) {
 		return
 	}
 	e.b = record.NewBroadcaster(record.WithContext(ctx))
-	e.b.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: e.f.cs.CoreV1().Events(e.f.pod.Namespace)})
+	e.b.StartRecordingToSink(eventSink{e.f.cs.core})
 	host, _ := os.Hostname()
-	e.rec = e.b.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "chaoscron", Host: host})
+	e.rec = e.b.NewRecorder(scheme, corev1.EventSource{Component: "chaoscron", Host: host})
 }
 
 // stop flushes what is queued, briefly, and stops the broadcaster.

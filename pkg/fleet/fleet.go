@@ -26,7 +26,6 @@ import (
 	"time"
 
 	coordv1 "k8s.io/api/coordination/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/chaoscron/chaoscron/journal"
 	"github.com/chaoscron/chaoscron/pkg/config"
@@ -64,7 +63,7 @@ type Options struct {
 	Config  config.Fleet // validated; Group and Namespace resolved (see Resolve)
 	Pod     Pod
 	Agent   journal.Agent
-	Client  kubernetes.Interface
+	Client  *API
 	Metrics *metrics.Set
 	Log     *slog.Logger
 	// OnState is called with each new State, from the Fleet's own goroutine.
@@ -86,7 +85,7 @@ type Fleet struct {
 	cfg    config.Fleet
 	pod    Pod
 	agent  journal.Agent
-	cs     kubernetes.Interface
+	cs     *API
 	m      *metrics.Set
 	log    *slog.Logger
 	notify func(State)

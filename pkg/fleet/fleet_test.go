@@ -30,7 +30,7 @@ func TestMain(m *testing.M) { os.Exit(kube.RunShared(m)) }
 type env struct {
 	c     *kube.Cluster
 	ns    string
-	agent kubernetes.Interface
+	agent *fleet.API
 	admin kubernetes.Interface
 }
 
@@ -50,7 +50,7 @@ func newEnvTB(t testing.TB) *env {
 		t.Fatal(err)
 	}
 	rc.QPS, rc.Burst = 50, 100
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := fleet.NewAPI(rc)
 	if err != nil {
 		t.Fatal(err)
 	}

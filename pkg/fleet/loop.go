@@ -78,7 +78,7 @@ func (f *Fleet) tick(ctx context.Context) {
 
 // renew writes the member Lease: holder, renew time, and what is in place here.
 func (f *Fleet) renew(ctx context.Context) error {
-	leases := f.cs.CoordinationV1().Leases(f.cfg.Namespace)
+	leases := f.cs.Leases(f.cfg.Namespace)
 	name := memberName(f.cfg.Group, f.pod.Name)
 	f.mu.Lock()
 	cur := f.leases[name]
@@ -129,7 +129,7 @@ func (f *Fleet) renew(ctx context.Context) error {
 // refetchUpdate writes l's spec, labels and annotations onto the Lease as it is now (another
 // writer, or our own watch, was ahead of the cache), or creates it if it is gone.
 func (f *Fleet) refetchUpdate(ctx context.Context, name string, l *coordv1.Lease) (*coordv1.Lease, error) {
-	leases := f.cs.CoordinationV1().Leases(f.cfg.Namespace)
+	leases := f.cs.Leases(f.cfg.Namespace)
 	cur, err := leases.Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		l.ResourceVersion = ""
@@ -156,7 +156,7 @@ func (f *Fleet) leave() {
 		// Only the Lease this instance wrote: a newer agent of the same pod may own it now.
 		opts.Preconditions = &metav1.Preconditions{ResourceVersion: &cur.ResourceVersion}
 	}
-	err := f.cs.CoordinationV1().Leases(f.cfg.Namespace).Delete(ctx, name, opts)
+	err := f.cs.Leases(f.cfg.Namespace).Delete(ctx, name, opts)
 	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
 		f.log.Debug("leave: member lease not deleted; it expires", "err", err)
 	}
@@ -165,7 +165,7 @@ func (f *Fleet) leave() {
 // watch keeps the cache of the group's Leases: a list, then a watch from its version; a
 // broken watch lists again. While it is down, the group's state is not confirmed.
 func (f *Fleet) watch(ctx context.Context) {
-	leases := f.cs.CoordinationV1().Leases(f.cfg.Namespace)
+	leases := f.cs.Leases(f.cfg.Namespace)
 	sel := LabelGroup + "=" + f.cfg.Group
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {

@@ -12,7 +12,7 @@ import (
 // disruption, as an eviction would be refused. One list per disruptive run: PDBs change
 // rarely, and a watch of them would double an idle agent's load for a check made seldom.
 func (f *Fleet) budget(ctx context.Context) error {
-	pdbs, err := f.cs.PolicyV1().PodDisruptionBudgets(f.cfg.Namespace).List(ctx, metav1.ListOptions{})
+	pdbs, err := f.cs.PodDisruptionBudgets(ctx, f.cfg.Namespace)
 	f.count("pdb", err)
 	if err != nil {
 		// Unknown means no: the budget is there to protect the service.

@@ -69,7 +69,7 @@ func (f *Fleet) Take(ctx context.Context, key, ftype string) (*journal.Slot, err
 	}
 	holder := f.pod.Name + "/" + key
 	slot := &journal.Slot{Namespace: f.cfg.Namespace, Lease: slotsName(f.cfg.Group), Holder: holder}
-	leases := f.cs.CoordinationV1().Leases(f.cfg.Namespace)
+	leases := f.cs.Leases(f.cfg.Namespace)
 	f.mu.Lock()
 	cur := f.leases[slot.Lease]
 	f.mu.Unlock()
@@ -233,7 +233,7 @@ func (f *Fleet) giveBack(ctx context.Context) {
 func (f *Fleet) editSlots(ctx context.Context, op string, edit func(map[string]time.Time, time.Time) bool) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.Renew)
 	defer cancel()
-	leases := f.cs.CoordinationV1().Leases(f.cfg.Namespace)
+	leases := f.cs.Leases(f.cfg.Namespace)
 	name := slotsName(f.cfg.Group)
 	f.mu.Lock()
 	cur := f.leases[name]
