@@ -36,6 +36,9 @@ func exported(t *testing.T) map[string]*dto.MetricFamily {
 	m.NextFire.WithLabelValues("x").Set(1)
 	m.Paused.WithLabelValues("x").Set(1)
 	m.ConfigReload.WithLabelValues("ok")
+	m.Fleet()
+	m.FleetSlots.WithLabelValues("used")
+	m.FleetRequests.WithLabelValues("renew", "ok")
 	fams, err := m.Registry.Gather()
 	if err != nil {
 		t.Fatal(err)

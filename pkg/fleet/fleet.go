@@ -128,6 +128,7 @@ func New(o Options) (*Fleet, error) {
 	if o.Metrics == nil {
 		o.Metrics = metrics.New("")
 	}
+	o.Metrics.Fleet()
 	if o.OnState == nil {
 		o.OnState = func(State) {}
 	}

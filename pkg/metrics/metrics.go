@@ -8,6 +8,7 @@ package metrics
 import (
 	"net/http"
 	"runtime"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -44,13 +45,15 @@ type Set struct {
 	ConfigReload *prometheus.CounterVec // result
 	BuildInfo    *prometheus.GaugeVec
 
-	// Fleet mode (pkg/fleet); zero while it is off.
+	// Fleet mode (pkg/fleet): registered by Fleet, so that an agent outside fleet mode does
+	// not export a contact of 0 that an alert would take for a lost one.
 	FleetContact   prometheus.Gauge       // 1 while the fleet's state is confirmed
 	FleetHalted    prometheus.Gauge       // 1 while the group is halted
 	FleetMembers   prometheus.Gauge       // live members of the group
 	FleetSlots     *prometheus.GaugeVec   // state: used, max
 	FleetRequests  *prometheus.CounterVec // op, result: this agent's calls to the API server
 	FleetTakeDelay prometheus.Histogram   // how long a slot took to take (or refuse)
+	fleetOnce      sync.Once
 }
 
 // New creates a metric set in a fresh private registry, with the Go and process collectors.
@@ -110,7 +113,7 @@ func New(version string) *Set {
 		}, []string{"experiment"}),
 		FleetContact: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chaos_fleet_contact",
-			Help: "1 while the fleet's state is confirmed through the Kubernetes API; 0 when it has not been for fleet.stale_after (faults reverted, nothing fires) or fleet mode is off.",
+			Help: "1 while the fleet's state is confirmed through the Kubernetes API; 0 when it has not been for fleet.stale_after (faults reverted, nothing fires). Only in fleet mode.",
 		}),
 		FleetHalted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chaos_fleet_halted",
@@ -161,7 +164,6 @@ func New(version string) *Set {
 	for _, c := range []prometheus.Collector{
 		s.Injections, s.Active, s.PlannedEnd, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
 		s.NextFire, s.Paused, s.Trips, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
-		s.FleetContact, s.FleetHalted, s.FleetMembers, s.FleetSlots, s.FleetRequests, s.FleetTakeDelay,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -183,4 +185,13 @@ func (s *Set) Touch(failureType string) {
 	}
 	s.Active.WithLabelValues(failureType)
 	s.PlannedEnd.WithLabelValues(failureType)
+}
+
+// Fleet registers the fleet-mode metrics (once; later calls do nothing).
+func (s *Set) Fleet() {
+	s.fleetOnce.Do(func() {
+		for _, c := range []prometheus.Collector{s.FleetContact, s.FleetHalted, s.FleetMembers, s.FleetSlots, s.FleetRequests, s.FleetTakeDelay} {
+			s.Registry.MustRegister(c)
+		}
+	})
 }
