@@ -70,6 +70,10 @@ var steps = []step{
 	{name: "fault-memory", pkg: "./pkg/fault/memory", bench: "^(BenchmarkFill|BenchmarkResident)$", benchtime: "3x", count: 3},
 	{name: "fault-process", pkg: "./pkg/fault/process", bench: "KillVsPkill", benchtime: "30x"},
 	{name: "fault-process-scan", pkg: "./pkg/fault/process", bench: "ScanScale", benchtime: "10x", count: 3},
+	// Fleet mode, against a real kube-apiserver and etcd (internal/kube).
+	{name: "fleet-take", pkg: "./pkg/fleet", bench: "^(BenchmarkTake|BenchmarkHaltPropagation)$", benchtime: "50x", count: 1},
+	{name: "fleet-idle", pkg: "./cmd/chaoscron", bench: "^BenchmarkFleetIdle$", benchtime: "1x", count: 1},
+	{name: "fleet-halt", pkg: "./cmd/chaoscron", bench: "^BenchmarkFleetHalt$", benchtime: "5x", count: 1},
 }
 
 // results maps a benchmark name (without the -GOMAXPROCS suffix) to unit → values, one per run.
@@ -277,7 +281,23 @@ func render(r results, a agentFigures, count int) string {
 		scan = append(scan, r.f("%.0f", name, "processes")+": "+msFromNs(r, name))
 	}
 	row("process scan time vs process count (Plan, no match: every process read)", "`BenchmarkScanScale`", strings.Join(scan, ", "), "—", "—")
-	row("binary size (goal < 25 MB)", "`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`", a.size(), "—", "—")
+	const take = "BenchmarkTake/agents="
+	row("fleet: taking a slot on a real API server (a Lease update with resourceVersion)",
+		"`pkg/fleet` `BenchmarkTake`: one agent alone; five agents at the same instant, all granted (conflicts, fresh reads, retries)",
+		"alone: p50 "+r.f("%.1f ms", take+"1", "p50-ms")+", p99 "+r.f("%.1f ms", take+"1", "p99-ms")+
+			"; five at once: p50 "+r.f("%.0f ms", take+"5", "p50-ms")+", p99 "+r.f("%.0f ms", take+"5", "p99-ms"), "—", "—")
+	const hp = "BenchmarkHaltPropagation"
+	row("fleet halt → the last of 10 members has seen it (its watch)", "`pkg/fleet` `BenchmarkHaltPropagation`: state Lease written → OnState of the tenth",
+		"p50 "+r.f("%.1f ms", hp, "p50-ms")+", p99 "+r.f("%.1f ms", hp, "p99-ms"), "—", "—")
+	const fh = "BenchmarkFleetHalt"
+	row("fleet halt → the last of 10 agents' faults reverted", "`BenchmarkFleetHalt`: ten `chaoscron run` processes with a CPU fault each; `chaoscron fleet halt` → the latest ended_at in their journals",
+		"p50 "+r.f("%.0f ms", fh, "p50-ms")+", max "+r.f("%.0f ms", fh, "max-ms"), "—", "—")
+	const fi = "BenchmarkFleetIdle"
+	row("idle fleet agent: API requests per minute, RSS (goals: ≤ one renew per interval plus one watch; < 30 MiB)",
+		"`BenchmarkFleetIdle`: five agents, renew 5 s; apiserver_request_total over the window less the API server's own, per agent; the audit log's count of the agents' requests",
+		r.f("%.1f", fi, "req/agent/min")+" requests/min (audit: "+r.f("%.1f", fi, "audit-req/agent/min")+"; one renew per 5 s is 12); RSS "+r.f("%.1f MiB", fi, "rss-MiB"),
+		"—", "—")
+	row("binary size (goal < 25 MB; with client-go for fleet mode < 32 MB)", "`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`", a.size(), "—", "—")
 	return sb.String()
 }
 

@@ -106,3 +106,12 @@ func (f *Fleet) Tell(r *journal.Record) {
 	f.mu.Unlock()
 	f.ev.run(r)
 }
+
+// AgentHalted reports the agent's own halt switch (chaoscron halt, not the fleet's) as an Event.
+func (f *Fleet) AgentHalted(on bool, reason string) {
+	if on {
+		f.ev.emit(corev1.EventTypeWarning, EventHalted, "agent halted: %s; faults reverted", reason)
+	} else {
+		f.ev.emit(corev1.EventTypeNormal, EventResumed, "agent resumed")
+	}
+}

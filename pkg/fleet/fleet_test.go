@@ -242,7 +242,8 @@ func TestEvents(t *testing.T) {
 	if err := fleet.SetHalt(ctx, e.agent, e.ns, "ev", true, "game day over", "tester"); err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]int32{fleet.EventInjected: 1, fleet.EventReverted: 3, fleet.EventHalted: 1}
+	f.AgentHalted(true, "by hand") // chaoscron halt, the agent's own switch
+	want := map[string]int32{fleet.EventInjected: 1, fleet.EventReverted: 3, fleet.EventHalted: 2}
 	waitFor(t, 10*time.Second, "events", func() bool {
 		list, err := e.admin.CoreV1().Events(e.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.uid=" + string(pod.UID)})
 		if err != nil {
@@ -257,7 +258,7 @@ func TestEvents(t *testing.T) {
 				return false
 			}
 		}
-		return len(list.Items) == len(want) // the three reverts are one Event, counted 3
+		return len(list.Items) == 4 // the three reverts are one Event, counted 3; two halts
 	})
 	kubectl, err := kube.Kubectl(ctx)
 	if err != nil {
@@ -271,7 +272,7 @@ func TestEvents(t *testing.T) {
 	if err != nil {
 		t.Fatalf("kubectl describe: %v\n%s", err, out)
 	}
-	for _, s := range []string{"ChaosInjected", "burn run 7 (cpu): in place until 2026-01-01T00:01:00Z", "ChaosReverted", "ChaosHalted", "game day over"} {
+	for _, s := range []string{"ChaosInjected", "burn run 7 (cpu): in place until 2026-01-01T00:01:00Z", "ChaosReverted", "ChaosHalted", "game day over", "agent halted: by hand"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("kubectl describe pod lacks %q:\n%s", s, out)
 		}

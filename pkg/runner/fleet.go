@@ -20,6 +20,8 @@ type Fleet interface {
 	Release(s *journal.Slot)
 	// Tell reports a run's new state to the cluster (an Event on the pod). It must not block.
 	Tell(rec *journal.Record)
+	// AgentHalted reports this agent's own halt switch turned on or off. It must not block.
+	AgentHalted(on bool, reason string)
 }
 
 // ReasonFleet is the skip reason for a fire the fleet refused or cannot vouch for.

@@ -22,6 +22,9 @@ func (r *Runner) Halt(reason string) (int, error) {
 		return r.abortAll(errors.New("halted: " + reason)), err
 	}
 	r.setHalted(true)
+	if r.fleet != nil {
+		r.fleet.AgentHalted(true, reason)
+	}
 	return r.abortAll(errors.New("halted: " + reason)), nil
 }
 
@@ -31,6 +34,9 @@ func (r *Runner) Resume() error {
 		return fmt.Errorf("resume: %w", err)
 	}
 	r.setHalted(false)
+	if r.fleet != nil {
+		r.fleet.AgentHalted(false, "")
+	}
 	return nil
 }
 
