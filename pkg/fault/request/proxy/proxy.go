@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -111,8 +112,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			if p.shutting.Load() {
 				return net.ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary) {
+			// Out of descriptors, or a connection gone before it was accepted: worth a
+			// retry, as net/http does, rather than the end of the fault.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				p.log.Warn("proxy: accept", "err", err, "retry_in", delay)
 				time.Sleep(delay)
@@ -129,10 +131,6 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		go c.serve()
 	}
 }
-
-// errTemporary stands for accept errors worth a retry (EMFILE and the like), which net
-// reports only through the deprecated Temporary method.
-var errTemporary = errors.New("temporary")
 
 // Shutdown stops accepting, lets in-flight requests finish (an HTTP/1 connection's last answer
 // says Connection: close, an HTTP/2 one gets GOAWAY), closes idle connections, and gives raw
