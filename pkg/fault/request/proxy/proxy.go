@@ -4,7 +4,12 @@
 // Each accepted connection is sniffed: HTTP/1.x is proxied request by request on one upstream
 // connection (keep-alive, pipelining and Upgrade kept); the h2c preface is served as HTTP/2 (so
 // gRPC, trailers included); anything else is spliced as plain TCP. Requests that are not
-// faulted go through byte for byte.
+// faulted go through byte for byte, headers included (nothing like X-Forwarded-For is added).
+//
+// What the proxy does not parse it splices, and so never faults: an HTTP/1 head larger than
+// 16 KiB, a body framed by both Content-Length and Transfer-Encoding (or by a coding other than
+// chunked), whatever follows an Upgrade or CONNECT request, and a connection whose app speaks
+// first (other than an HTTP/2 server's SETTINGS).
 package proxy
 
 //lint:file-ignore SA1019 see h2.go: x/net/http2 is what serves and dials over given connections.
