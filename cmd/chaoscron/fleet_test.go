@@ -348,6 +348,12 @@ func TestFleetAgents(t *testing.T) {
 		killed = time.Time{}
 	})
 
+	out := f.ctl("status")
+	for _, want := range []string{"group web in namespace " + f.ns + ": 5 live members", "POD  ", "web-0", "web-4", "true"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("fleet status lacks %q:\n%s", want, out)
+		}
+	}
 	for i, a := range f.agents {
 		if code := a.stop(); code != 0 {
 			t.Errorf("agent %d: exit %d\n%s", i, code, a.log)
