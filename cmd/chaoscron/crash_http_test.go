@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chaoscron/chaoscron/internal/testenv"
+)
+
+// TestCrashHTTPRedirect: the http fault's redirect outlives a SIGKILLed agent (it points at
+// the dead agent's proxy port) and the restarted agent removes it before it fires again. A
+// foreign table with chaoscron's prefix is never touched.
+func TestCrashHTTPRedirect(t *testing.T) {
+	path, nft, tables := httpNetns(t)
+	nft("nft add table inet chaoscron_http_foreign")
+	var crashed string // the crashed run's table
+	crashTest(t, fmt.Sprintf("{type: http, port: 8080, netns: %s, abort: 503}", path), true, func(string, *agent) bool {
+		ts := tables()
+		if crashed == "" && len(ts) == 1 {
+			crashed = ts[0]
+		}
+		return crashed != "" && slices.Contains(ts, crashed)
+	})
+	if !strings.Contains(nft("nft list tables"), "table inet chaoscron_http_foreign") {
+		t.Fatal("the foreign table is gone")
+	}
+}
+
+// TestCrashHTTPJournalLost: the agent is SIGKILLed with its redirect in place and its journal
+// is deleted; `chaoscron recover` finds the table by its name and mark and removes it.
+func TestCrashHTTPJournalLost(t *testing.T) {
+	path, nft, tables := httpNetns(t)
+	nft("nft add table inet chaoscron_http_foreign")
+	dir := t.TempDir()
+	cfg := writeConfig(t, dir, fmt.Sprintf(`
+agent: {listen: "off"}
+journal: {path: %s/j.db}
+experiments:
+  - name: victim
+    schedule: "@every 1s"
+    duration: 1h
+    fault: {type: http, port: 8080, netns: %s, delay: 1s}
+`, dir, path))
+	a := startAgent(t, dir, "-c", cfg)
+	eventually(t, 10*time.Second, "the redirect to be in place", func() bool { return len(tables()) == 1 })
+	a.crash()
+	if err := os.Remove(filepath.Join(dir, "j.db")); err != nil {
+		t.Fatal(err)
+	}
+	out, errs, code := cli(t, dir, "recover", "-c", cfg)
+	if code != 0 {
+		t.Fatalf("recover: exit %d\n%s%s", code, out, errs)
+	}
+	if ts := tables(); len(ts) != 0 {
+		t.Fatalf("tables after recover without a journal: %v\n%s%s", ts, out, errs)
+	}
+	if !strings.Contains(out+errs, "chaoscron_http_") {
+		t.Errorf("recover does not say what it swept:\n%s%s", out, errs)
+	}
+	if !strings.Contains(nft("nft list tables"), "table inet chaoscron_http_foreign") {
+		t.Fatal("the foreign table is gone")
+	}
+}
+
+// httpNetns makes a network namespace for the http fault's tests and returns its path, a
+// runner of scripts inside it, and a lister of chaoscron's tables there (by name suffix).
+func httpNetns(t *testing.T) (string, func(string) string, func() []string) {
+	testenv.Root(t)
+	testenv.Tool(t, "nsenter")
+	testenv.Tool(t, "nft")
+	ns := exec.Command("sleep", "86400")
+	ns.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET, Pdeathsig: syscall.SIGKILL}
+	if err := ns.Start(); err != nil {
+		testenv.Require(t, false, "cannot create a network namespace: "+err.Error())
+	}
+	t.Cleanup(func() { _ = ns.Process.Kill(); _ = ns.Wait() })
+	path := fmt.Sprintf("/proc/%d/ns/net", ns.Process.Pid)
+	nft := func(script string) string {
+		out, err := exec.Command("nsenter", "--net="+path, "sh", "-ec", script).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %s: %v", script, out, err)
+		}
+		return string(out)
+	}
+	tables := func() []string {
+		var out []string
+		for _, l := range strings.Split(nft("nft list tables"), "\n") {
+			if s, ok := strings.CutPrefix(strings.TrimSpace(l), "table inet chaoscron_http_"); ok && s != "foreign" {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return path, nft, tables
+}
