@@ -24,6 +24,9 @@ import (
 //	inject  plans a fault from envParams, writes the plan to envPlanFile (fsynced, as the
 //	        journal would), prints "planned", injects, prints "injected" and waits to be
 //	        killed: an agent that dies at whatever moment the test picks
+//	hold    plans and injects a fault from envParams, prints "injected", reverts when a
+//	        line arrives on stdin, prints "reverted" and exits: the whole life of a run in
+//	        a process whose privileges the test chose
 const (
 	envHelper   = "CHAOSCRON_HTTP_HELPER"
 	envParams   = "CHAOSCRON_PARAMS"
@@ -36,6 +39,8 @@ func TestMain(m *testing.M) {
 		os.Exit(m.Run())
 	case "inject":
 		helperInject()
+	case "hold":
+		helperHold()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(envHelper))
 		os.Exit(2)
@@ -76,6 +81,37 @@ func helperInject() {
 	}
 	fmt.Println("injected")
 	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	os.Exit(0)
+}
+
+func helperHold() {
+	var p fault.Params
+	die := func(err error) {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	if err := json.Unmarshal([]byte(os.Getenv(envParams)), &p); err != nil {
+		die(err)
+	}
+	f, err := New(p, fault.Env{})
+	if err != nil {
+		die(err)
+	}
+	ctx := context.Background()
+	plan, err := f.Plan(ctx, fmt.Sprintf("hold-%d", os.Getpid()))
+	if err != nil {
+		die(err)
+	}
+	u, err := f.Inject(ctx, plan)
+	if err != nil {
+		die(err)
+	}
+	fmt.Println("injected")
+	_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+	if err := f.Revert(ctx, u); err != nil {
+		die(err)
+	}
+	fmt.Println("reverted")
 	os.Exit(0)
 }
 

@@ -101,4 +101,3 @@ func TestSIGKILLTorture(t *testing.T) {
 		t.Error("no trial killed the agent with its redirect in place: the kill points do not reach it")
 	}
 }
-
