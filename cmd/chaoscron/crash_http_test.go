@@ -1,15 +1,20 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/chaoscron/chaoscron/internal/testenv"
 )
@@ -82,6 +87,7 @@ func httpNetns(t *testing.T) (string, func(string) string, func() []string) {
 	}
 	t.Cleanup(func() { _ = ns.Process.Kill(); _ = ns.Wait() })
 	path := fmt.Sprintf("/proc/%d/ns/net", ns.Process.Pid)
+	listenIn(t, path, ":8080") // the app's port: the fault plans only where something listens
 	nft := func(script string) string {
 		out, err := exec.Command("nsenter", "--net="+path, "sh", "-ec", script).CombinedOutput()
 		if err != nil {
@@ -99,4 +105,46 @@ func httpNetns(t *testing.T) (string, func(string) string, func() []string) {
 		return out
 	}
 	return path, nft, tables
+}
+
+// listenIn listens on addr inside the network namespace at path, until the test ends.
+func listenIn(t *testing.T, path, addr string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	errc := make(chan error, 1)
+	go func() {
+		// The thread goes back to its own namespace before it is unlocked: a thread that
+		// ends locked would take with it the namespace holder it may have started (its
+		// Pdeathsig is per thread).
+		runtime.LockOSThread()
+		own, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		defer own.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			errc <- err
+			return
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+		}
+		if serr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); serr != nil {
+			errc <- errors.Join(err, serr)
+			select {} // never runs Go code in the wrong namespace again
+		}
+		runtime.UnlockOSThread()
+		errc <- err
+	}()
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
 }

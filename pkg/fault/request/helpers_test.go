@@ -135,7 +135,14 @@ func app(t testing.TB, pod *nstest.NS, port int) {
 	ln := pod.Listen(t, fmt.Sprintf(":%d", port))
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/echo" {
-			_, _ = io.Copy(w, r.Body)
+			// Read it all first: an HTTP/1 handler that writes before the body is read
+			// gets the rest of the body cut off.
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write(b)
 			return
 		}
 		host, _, _ := net.SplitHostPort(r.RemoteAddr)

@@ -181,7 +181,8 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-// TestPlanErrors: what Plan refuses, with nothing changed.
+// TestPlanErrors: what Plan refuses (a missing namespace, a port nothing listens on), and
+// Inject and Revert refusing plans and undos that are not this fault's, with nothing changed.
 func TestPlanErrors(t *testing.T) {
 	pod := nstest.New(t)
 	f := newFault(t, fault.Params{"port": 8080, "netns": "/run/netns/chaoscron-no-such", "abort": 503})
@@ -189,6 +190,10 @@ func TestPlanErrors(t *testing.T) {
 		t.Errorf("Plan in a missing namespace: %v", err)
 	}
 	f = newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "abort": 503})
+	if _, err := f.Plan(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), "nothing listens on tcp port 8080") {
+		t.Errorf("Plan with no app on the port: %v", err)
+	}
+	pod.Listen(t, "[::1]:8080") // IPv6 only, on loopback: still the app's port
 	plan, err := f.Plan(context.Background(), "x")
 	if err != nil {
 		t.Fatal(err)

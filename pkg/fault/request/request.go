@@ -140,8 +140,8 @@ func (f *Fault) Describe() string {
 	return b.String()
 }
 
-// Plan resolves the namespace, names the table and checks that the port is free of
-// chaoscron redirects, changing nothing.
+// Plan resolves the namespace, names the table, and checks that the app listens on the
+// port and that no chaoscron redirect has it already, changing nothing.
 func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
 	ns, err := netns.Open(f.proc, f.cfg.netns, 0)
 	if err != nil {
@@ -150,6 +150,12 @@ func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
 	defer ns.Close()
 	if err := f.checkFree(ns); err != nil {
 		return nil, fmt.Errorf("http: plan: %w", err)
+	}
+	switch ok, err := listening(f.proc, ns, f.cfg.port); {
+	case err != nil:
+		return nil, fmt.Errorf("http: plan: %w", err)
+	case !ok:
+		return nil, fmt.Errorf("http: plan: nothing listens on tcp port %d in %s: is it the app's port?", f.cfg.port, ns)
 	}
 	return json.Marshal(undo{
 		Version: undoVersion, Run: run, Netns: f.cfg.netns, NetnsInode: ns.Inode,
