@@ -1,0 +1,505 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// HTTP/1: two loops per connection, one per direction, as a plain TCP relay has, so that a
+// request body and its answer can stream at the same time (Expect: 100-continue, an app that
+// answers before it has read everything). The request loop parses each request head, decides
+// the fault and forwards the request; the answer loop takes the requests in order from a queue
+// and forwards each answer, or writes the abort answer itself. Both write through buffers that
+// are flushed right before a read would wait (flushReader) or before any other wait.
+
+// item is one request, as the answer loop needs to know it.
+type item struct {
+	abort   bool
+	noBody  bool // HEAD: the answer has no body whatever its head says
+	close   bool // close the connection after the answer
+	connect bool
+	// upgrade, for an Upgrade or CONNECT request, is told whether the connection became a
+	// tunnel (101, or 2xx to CONNECT).
+	upgrade chan bool
+	raw     bool // the request loop gave up parsing: splice from here on
+}
+
+// queueLen bounds the pipelined requests in flight on one connection.
+const queueLen = 16
+
+func (c *conn) serveHTTP1(cr, ur *bufio.Reader, cf, uf *flushReader, upFirst chan error) {
+	uw := bufio.NewWriterSize(c.up, bufSize/2)
+	cw := bufio.NewWriterSize(c.client, bufSize/2)
+	cf.w = uw
+	h := &h1{c: c, q: make(chan item, queueLen), raw: make(chan struct{}), done: make(chan struct{}), reqDone: make(chan struct{})}
+	h.upFirst = func() {
+		// The sniffing read on the app's side may still be under way (the app has not said
+		// anything yet): wait for it before the first use of ur, and only then have ur flush.
+		cw.Flush()
+		<-upFirst
+		uf.w = cw
+	}
+	go func() {
+		defer close(h.done)
+		h.answers(ur, cw)
+	}()
+	h.requests(cr, uw)
+	close(h.reqDone)
+	<-h.done
+}
+
+type h1 struct {
+	c       *conn
+	q       chan item
+	raw     chan struct{} // closed when the answer loop splices
+	rawOnce sync.Once
+	done    chan struct{} // closed when the answer loop ends
+	reqDone chan struct{} // closed when the request loop ends
+	upFirst func()        // called once, by the answer loop, before it first reads the app
+}
+
+func (h *h1) goRaw() { h.rawOnce.Do(func() { close(h.raw) }) }
+
+// push queues it for the answer loop; false if that loop will take no more.
+func (h *h1) push(it item, w *bufio.Writer) bool {
+	select {
+	case h.q <- it:
+		return true
+	default:
+	}
+	w.Flush()
+	select {
+	case h.q <- it:
+		return true
+	case <-h.raw:
+	case <-h.done:
+	}
+	return false
+}
+
+func (h *h1) requests(r *bufio.Reader, w *bufio.Writer) {
+	c, m := h.c, h.c.p.m
+	for {
+		if _, err := r.Peek(1); err != nil {
+			w.Flush()
+			if errors.Is(err, io.EOF) && c.busy.Load() > 0 {
+				closeWrite(c.up) // the answers in flight still come back
+				return
+			}
+			c.closeAll()
+			return
+		}
+		if c.busy.Add(1) <= 0 {
+			return // Shutdown closed the connection as idle
+		}
+		select {
+		case <-h.raw:
+			h.splice(r, w)
+			return
+		default:
+		}
+		rh, err := readHead(r, m.headers)
+		if err != nil {
+			h.push(item{raw: true}, w)
+			h.splice(r, w)
+			return
+		}
+		v := m.decide(string(rh.method), string(rh.target), func(i int) (string, bool) {
+			return string(rh.vals[i]), rh.has[i]
+		})
+		if v.delay > 0 {
+			w.Flush()
+			if !sleep(c.p.ctx, v.delay) {
+				return
+			}
+		}
+		noBody := string(rh.method) == "HEAD"
+		if v.abort {
+			r.Discard(rh.n)
+			// The body is read and dropped, so the connection stays in step; one the client
+			// holds back for a 100 Continue is never sent: close after the answer instead.
+			cl := rh.close || rh.expect && (rh.chunked || rh.length > 0)
+			if !cl {
+				if err := body(io.Discard, r, rh.chunked, rh.length); err != nil {
+					cl = true
+				}
+			}
+			if !h.push(item{abort: true, noBody: noBody, close: cl}, w) || cl {
+				return
+			}
+			continue
+		}
+		b, _ := r.Peek(rh.n)
+		w.Write(b)
+		r.Discard(rh.n)
+		if err := body(w, r, rh.chunked, rh.length); err != nil {
+			// Every byte read so far went on unchanged: splice the rest as it comes.
+			h.push(item{raw: true}, w)
+			h.splice(r, w)
+			return
+		}
+		it := item{noBody: noBody, connect: string(rh.method) == "CONNECT"}
+		if rh.upgrade {
+			it.upgrade = make(chan bool, 1)
+		}
+		if !h.push(it, w) {
+			h.splice(r, w)
+			return
+		}
+		if it.upgrade != nil {
+			w.Flush()
+			select {
+			case ok := <-it.upgrade:
+				if ok {
+					h.splice(r, w)
+					return
+				}
+			case <-h.done:
+				return
+			}
+		}
+	}
+}
+
+// splice forwards the rest of the client's bytes unparsed.
+func (h *h1) splice(r *bufio.Reader, w *bufio.Writer) {
+	h.c.kind.Store(kindRaw)
+	if w.Flush() == nil {
+		pipe(h.c.up, h.c.client, r)
+	}
+}
+
+// readHead reads until r holds a whole request head and parses it.
+func readHead(r *bufio.Reader, names []header) (reqHead, error) {
+	for {
+		b, _ := r.Peek(r.Buffered())
+		h, err := parseRequest(b, names)
+		if err != errIncomplete {
+			return h, err
+		}
+		if len(b) == r.Size() {
+			return h, errNotHTTP // a head larger than the buffer
+		}
+		if _, err := r.Peek(len(b) + 1); err != nil {
+			return h, err
+		}
+	}
+}
+
+func (h *h1) answers(r *bufio.Reader, w *bufio.Writer) {
+	c := h.c
+	for {
+		it, ok := h.next(w)
+		if !ok {
+			w.Flush()
+			c.closeAll()
+			return
+		}
+		if !it.abort && h.upFirst != nil {
+			h.upFirst()
+			h.upFirst = nil
+		}
+		if it.raw {
+			h.spliceAnswers(r, w)
+			return
+		}
+		var last bool
+		if it.abort {
+			closing := c.p.shutting.Load() || it.close
+			w.Write(c.p.abortAnswer(it.noBody, closing))
+			c.busy.Add(-1)
+			last = closing
+		} else {
+			var err error
+			last, err = h.answer(r, w, it)
+			switch {
+			case errors.Is(err, errSpliced):
+				return
+			case errors.Is(err, errNotHTTP):
+				h.spliceAnswers(r, w)
+				return
+			case err != nil:
+				last = true
+			}
+		}
+		if last || c.p.shutting.Load() && c.busy.CompareAndSwap(0, -1) {
+			w.Flush()
+			c.closeAll()
+			return
+		}
+	}
+}
+
+// next takes the next request off the queue, flushing what was written before it waits; false
+// when the request loop has ended and left nothing.
+func (h *h1) next(w *bufio.Writer) (item, bool) {
+	select {
+	case it := <-h.q:
+		return it, true
+	default:
+	}
+	w.Flush()
+	select {
+	case it := <-h.q:
+		return it, true
+	case <-h.reqDone:
+		select {
+		case it := <-h.q:
+			return it, true
+		default:
+		}
+	case <-h.c.p.ctx.Done():
+	}
+	return item{}, false
+}
+
+// answer forwards the answer to it: any 1xx first, then the final one. last: the connection
+// ends after it.
+func (h *h1) answer(r *bufio.Reader, w *bufio.Writer, it item) (last bool, err error) {
+	c := h.c
+	for {
+		rh, err := readRespHead(r)
+		if err != nil {
+			if it.upgrade != nil {
+				it.upgrade <- false
+			}
+			return true, err
+		}
+		if rh.status == 101 || it.connect && rh.status/100 == 2 {
+			b, _ := r.Peek(rh.n)
+			w.Write(b)
+			r.Discard(rh.n)
+			if it.upgrade != nil {
+				it.upgrade <- true
+			}
+			c.kind.Store(kindRaw)
+			return false, h.spliceAnswers(r, w)
+		}
+		if rh.status < 200 {
+			b, _ := r.Peek(rh.n) // 100 Continue, 103 Early Hints: out at the next read
+			w.Write(b)
+			r.Discard(rh.n)
+			continue
+		}
+		if it.upgrade != nil {
+			it.upgrade <- false
+		}
+		closing := c.p.shutting.Load()
+		b, _ := r.Peek(rh.n)
+		if closing && !rh.close {
+			writeClosing(w, b)
+		} else {
+			w.Write(b)
+		}
+		r.Discard(rh.n)
+		switch {
+		case it.noBody || rh.status == 204 || rh.status == 304:
+		case rh.chunked:
+			err = body(w, r, true, 0)
+		case rh.length >= 0:
+			err = body(w, r, false, rh.length)
+		default:
+			_, err = r.WriteTo(w) // delimited by the close
+			return true, err
+		}
+		c.busy.Add(-1)
+		return closing || rh.close, err
+	}
+}
+
+// spliceAnswers forwards the rest of the app's bytes unparsed, and has the request loop do the
+// same with the client's.
+func (h *h1) spliceAnswers(r *bufio.Reader, w *bufio.Writer) error {
+	h.c.kind.Store(kindRaw)
+	h.goRaw()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	pipe(h.c.client, h.c.up, r)
+	return errSpliced
+}
+
+var errSpliced = errors.New("spliced")
+
+func readRespHead(r *bufio.Reader) (respHead, error) {
+	for {
+		b, _ := r.Peek(r.Buffered())
+		h, err := parseResponse(b)
+		if err != errIncomplete {
+			return h, err
+		}
+		if len(b) == r.Size() {
+			return h, errNotHTTP
+		}
+		if _, err := r.Peek(len(b) + 1); err != nil {
+			return h, err
+		}
+	}
+}
+
+// writeClosing writes a response head with its Connection headers replaced by
+// "Connection: close": the last answer of a connection being drained.
+func writeClosing(w *bufio.Writer, head []byte) {
+	i := bytes.IndexByte(head, '\n') + 1
+	w.Write(head[:i])
+	for i < len(head) {
+		k := bytes.IndexByte(head[i:], '\n')
+		line := head[i : i+k+1]
+		i += k + 1
+		t := trimCR(line[:len(line)-1])
+		if len(t) == 0 {
+			break
+		}
+		if c := bytes.IndexByte(t, ':'); c > 0 && (equalFold(t[:c], "connection") || equalFold(t[:c], "keep-alive")) {
+			continue
+		}
+		w.Write(line)
+	}
+	w.WriteString("Connection: close\r\n\r\n")
+}
+
+// abortAnswer is the answer to an aborted HTTP/1 request.
+func (p *Proxy) abortAnswer(noBody, close bool) []byte {
+	i := 0
+	if noBody {
+		i |= 1
+	}
+	if close {
+		i |= 2
+	}
+	return p.aborts[i]
+}
+
+func makeAborts(status int) (a [4][]byte) {
+	for i := range a {
+		var b bytes.Buffer
+		fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n", status, http.StatusText(status), len(abortBody))
+		if i&2 != 0 {
+			b.WriteString("Connection: close\r\n")
+		}
+		b.WriteString("\r\n")
+		if i&1 == 0 {
+			b.WriteString(abortBody)
+		}
+		a[i] = b.Bytes()
+	}
+	return a
+}
+
+// body copies a message body framed by chunked or length from r to w, unchanged.
+func body(w io.Writer, r *bufio.Reader, chunked bool, length int64) error {
+	if !chunked {
+		return copyN(w, r, length)
+	}
+	for {
+		line, err := copyLine(w, r)
+		if err != nil {
+			return err
+		}
+		size, err := chunkSize(trimCR(line[:len(line)-1]))
+		if err != nil {
+			return err
+		}
+		if size == 0 {
+			for { // trailer fields, then the blank line
+				line, err := copyLine(w, r)
+				if err != nil {
+					return err
+				}
+				if len(trimCR(line[:len(line)-1])) == 0 {
+					return nil
+				}
+			}
+		}
+		if err := copyN(w, r, size); err != nil {
+			return err
+		}
+		line, err = copyLine(w, r)
+		if err != nil {
+			return err
+		}
+		if len(trimCR(line[:len(line)-1])) != 0 {
+			return errNotHTTP
+		}
+	}
+}
+
+// copyLine copies one line, its newline included, and returns it (valid until r's next read).
+func copyLine(w io.Writer, r *bufio.Reader) ([]byte, error) {
+	line, err := r.ReadSlice('\n')
+	if len(line) > 0 {
+		if _, err := w.Write(line); err != nil {
+			return nil, err
+		}
+	}
+	if errors.Is(err, bufio.ErrBufferFull) {
+		return nil, errNotHTTP
+	}
+	return line, err
+}
+
+func chunkSize(l []byte) (int64, error) {
+	var n int64
+	i := 0
+	for ; i < len(l); i++ {
+		c := l[i]
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c|0x20 >= 'a' && c|0x20 <= 'f':
+			d = c | 0x20 - 'a' + 10
+		default:
+			goto end
+		}
+		if n > (1<<59)-1 {
+			return 0, errNotHTTP
+		}
+		n = n<<4 | int64(d)
+	}
+end:
+	if i == 0 || i < len(l) && l[i] != ';' && l[i] != ' ' && l[i] != '\t' {
+		return 0, errNotHTTP
+	}
+	return n, nil
+}
+
+// copyN copies n bytes from r to w through r's buffer.
+func copyN(w io.Writer, r *bufio.Reader, n int64) error {
+	for n > 0 {
+		if r.Buffered() == 0 {
+			if _, err := r.Peek(1); err != nil {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
+			}
+		}
+		b, _ := r.Peek(int(min(int64(r.Buffered()), n)))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		r.Discard(len(b))
+		n -= int64(len(b))
+	}
+	return nil
+}
+
+// sleep waits d, or until ctx ends (false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
