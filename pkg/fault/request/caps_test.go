@@ -55,8 +55,8 @@ func TestSidecarCapabilities(t *testing.T) {
 	}
 	c := client(cl, false)
 	url := "http://" + nstest.PodIP + ":8080/x"
-	if code, body := get(t, c, url); body != "app /x from "+nstest.PodIP && code != 503 {
-		t.Errorf("with the fault: %d %q, want the proxy's doing", code, body)
+	if code, body := get(t, c, url); code != 503 || body != "fault filter abort" {
+		t.Errorf("with the fault: %d %q, want the proxy's abort", code, body)
 	}
 	fmt.Fprintln(stdin)
 	if line, _ := out.ReadString('\n'); strings.TrimSpace(line) != "reverted" {

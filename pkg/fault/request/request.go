@@ -14,7 +14,8 @@
 //	             (the whole value must match); all must match
 //	percent      of the matching requests, faulted (default 100)
 //	abort        answer with this HTTP status (200..599) instead of passing the request on
-//	grpc_status  answer gRPC requests with this status (1..16 or a name like UNAVAILABLE)
+//	grpc_status  answer gRPC requests with this status (1..16 or a name like UNAVAILABLE);
+//	             alone, it aborts other requests with the HTTP status it maps to
 //	delay        hold the request (or the abort) this long first ("2s", ≤ 1h)
 //	jitter       uniform ± around delay, never below 0 (needs delay)
 //	netns        "/proc/<pid>/ns/net" or "/run/netns/<name>"; default: the agent's own
