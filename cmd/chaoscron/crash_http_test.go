@@ -108,11 +108,32 @@ func httpNetns(t *testing.T) (string, func(string) string, func() []string) {
 }
 
 // listenIn listens on addr inside the network namespace at path, until the test ends.
-func listenIn(t *testing.T, path, addr string) {
+func listenIn(t *testing.T, path, addr string) net.Listener {
 	t.Helper()
+	var ln net.Listener
+	inNetns(t, path, func() (err error) {
+		ln, err = net.Listen("tcp", addr)
+		if err == nil {
+			t.Cleanup(func() { ln.Close() })
+		}
+		return err
+	})
+	return ln
+}
+
+// inNetns runs fn on a thread inside the network namespace at path: sockets fn opens
+// belong to it.
+func inNetns(t testing.TB, path string, fn func() error) {
+	t.Helper()
+	if err := inNetnsErr(path, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func inNetnsErr(path string, fn func() error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer f.Close()
 	errc := make(chan error, 1)
@@ -133,10 +154,7 @@ func listenIn(t *testing.T, path, addr string) {
 			errc <- err
 			return
 		}
-		ln, err := net.Listen("tcp", addr)
-		if err == nil {
-			t.Cleanup(func() { ln.Close() })
-		}
+		err = fn()
 		if serr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); serr != nil {
 			errc <- errors.Join(err, serr)
 			select {} // never runs Go code in the wrong namespace again
@@ -144,7 +162,5 @@ func listenIn(t *testing.T, path, addr string) {
 		runtime.UnlockOSThread()
 		errc <- err
 	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	return <-errc
 }
