@@ -27,13 +27,13 @@
 // # Lifecycle
 //
 // Plan names the table (from the run's key) and records the namespace and the port, and
-// checks that no chaoscron table redirects the port already: nothing is changed. Inject
-// listens on a free port in the namespace, starts the proxy there, then creates the table
-// that redirects the port to it; if anything fails, what was made is removed before Inject
-// returns (never a redirect to a port nobody serves). Revert deletes the table first (new
-// connections go straight to the app), then drains the proxy if this process runs it; in
-// another process (recovery after a crash) there is no proxy left, and deleting the table
-// is the whole revert. Sweep deletes chaoscron's tables in the fault's namespace that no kept
+// checks that the app listens on the port and no chaoscron table redirects it already:
+// nothing is changed. Inject listens on a free port in the namespace, starts the proxy there,
+// then creates the table that redirects the port to it; if anything fails, what was made is
+// removed before Inject returns (never a redirect to a port nobody serves). Revert removes
+// the redirect rule first (new connections go straight to the app), drains the proxy if this
+// process runs it, then deletes the table; in another process (recovery after a crash) there
+// is no proxy left, and deleting the table is the whole revert. Sweep deletes chaoscron's tables in the fault's namespace that no kept
 // undo owns (a lost journal). Foreign tables are never touched: see package nft's mark.
 //
 // Requirements: CAP_NET_ADMIN (nftables); with netns, also CAP_SYS_ADMIN (setns). A kernel
@@ -257,40 +257,41 @@ func (f *Fault) start(ns *netns.NS, u undo) (s *session, err error) {
 	return s, nil
 }
 
-// Revert deletes the table, then drains this process's proxy for it, if any. A table or a
-// namespace already gone counts as reverted.
+// Revert stops the redirect, drains this process's proxy for it if there is one, then
+// deletes the table. New connections go to the app from the first step; the table stays
+// through the drain so that connections the proxy holds keep their translation (see package
+// nft). In another process (recovery) there is no proxy, and deleting the table is the whole
+// revert. A table or a namespace already gone counts as reverted.
 func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 	u, err := decodeUndo(raw)
 	if err != nil {
 		return err
 	}
-	var rerr error
 	ns, err := netns.Open(f.proc, u.Netns, u.NetnsInode)
-	switch {
-	case errors.Is(err, netns.ErrGone):
+	if errors.Is(err, netns.ErrGone) {
 		f.log.Info("network namespace gone, and the redirect with it", "netns", u.Netns, "run", u.Run)
-	case err != nil:
-		rerr = fmt.Errorf("http: revert: %w", err)
-	default:
-		rerr = deleteTable(ns, u.Table)
-		ns.Close()
+		if s := sessions.take(u.Table); s != nil {
+			s.stop(ctx, 0)
+		}
+		return nil
 	}
-	if rerr != nil {
-		// The redirect may still be in place: the proxy must keep serving it.
-		return rerr
+	if err != nil {
+		return fmt.Errorf("http: revert: %w", err)
 	}
-	if s := sessions.take(u.Table); s != nil {
-		s.stop(ctx, s.drain)
-	}
-	return nil
-}
-
-func deleteTable(ns *netns.NS, table string) error {
+	defer ns.Close()
 	c, err := nft.Open(ns.FD())
 	if err != nil {
 		return fmt.Errorf("http: revert: nftables in %s: %w", ns, err)
 	}
-	if _, err := c.Delete(table); err != nil {
+	if s := sessions.peek(u.Table); s != nil {
+		if err := c.Stop(u.Table); err != nil {
+			// The redirect may still be in place: the proxy must keep serving it.
+			return fmt.Errorf("http: revert in %s: %w", ns, err)
+		}
+		sessions.take(u.Table)
+		s.stop(ctx, s.drain)
+	}
+	if _, err := c.Delete(u.Table); err != nil {
 		return fmt.Errorf("http: revert in %s: %w", ns, err)
 	}
 	return nil
@@ -402,6 +403,12 @@ func (r *registry) add(table string, s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.m[table] = s
+}
+
+func (r *registry) peek(table string) *session {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[table]
 }
 
 func (r *registry) take(table string) *session {

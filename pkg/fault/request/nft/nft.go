@@ -7,7 +7,8 @@
 //	table inet chaoscron_http_<key> {
 //		chain chaoscron {
 //			type nat hook prerouting priority dstnat; policy accept;
-//			fib daddr type local tcp dport 8080 redirect to :41234 comment "chaoscron http 8080>41234"
+//			ct state comment "chaoscron http 8080>41234"
+//			fib daddr type local tcp dport 8080 redirect to :41234 comment "chaoscron http redirect"
 //		}
 //	}
 //
@@ -16,14 +17,22 @@
 // container of the pod calling localhost) pass through output, never prerouting, and reach the
 // app directly. "fib daddr type local" keeps traffic the namespace routes elsewhere (a host's
 // bridged containers) out of it. Only the first packet of a connection passes a nat chain:
-// connections open when the table is created go on to the app, and those redirected keep
-// going to the proxy after the table is deleted until they close.
+// connections open when the table is created go on to the app.
 //
-// Ownership. The table's name starts with Prefix; the mark is the chain named Chain holding
-// one rule whose comment (rule userdata, which the kernel keeps) starts with "chaoscron http".
-// A table with the prefix but without the mark is somebody else's and is never deleted or
-// counted. The table, its chain and its rule are created in one netlink batch, which the
-// kernel applies whole or not at all: a redirect is never half-installed.
+// Stopping is two steps. Stop deletes the redirect rule: new connections go to the app. The
+// table stays while the proxy drains, because the kernel translates the packets of
+// connections already redirected only while conntrack and a nat chain are registered in the
+// namespace. In a pod nothing else may hold them: conntrack is held by the expressions that
+// need it, and once the redirect rule is gone, by the first rule's "ct state" alone (which
+// decides nothing). Without them a held connection's packets would reach the app's port
+// untranslated and be reset. Delete then removes the table.
+//
+// Ownership. The table's name starts with Prefix; the mark is the chain named Chain whose
+// first rule, which does nothing, has the comment (rule userdata, which the kernel keeps)
+// "chaoscron http <port>><proxy port>". A table with the prefix but without
+// the mark is somebody else's and is never deleted or counted. The table, its chain and both
+// rules are created in one netlink batch, which the kernel applies whole or not at all: a
+// redirect is never half-installed.
 //
 // Requirements: CAP_NET_ADMIN in the namespace; a kernel with nf_tables, nft_nat, nft_redir
 // and nft_fib (inet nat chains: Linux 5.2 or later).
@@ -49,8 +58,10 @@ const (
 	Prefix = "chaoscron_http_"
 	// Chain is the name of the one chain in chaoscron's table.
 	Chain = "chaoscron"
-	// mark starts the comment of the table's one rule: the ownership mark.
+	// mark starts the comment of the table's first rule: the ownership mark.
 	mark = "chaoscron http "
+	// redirectComment is the comment of the redirect rule, the one Stop deletes.
+	redirectComment = "chaoscron http redirect"
 	// maxName is well under the kernel's NFT_NAME_MAXLEN (256).
 	maxName = 64
 )
@@ -64,9 +75,10 @@ var ErrBusy = errors.New("port already redirected by chaoscron")
 
 // Redirect is one of chaoscron's tables as found in the kernel.
 type Redirect struct {
-	Table string // full name, with Prefix
-	Port  uint16 // redirected port
-	To    uint16 // the proxy's port
+	Table  string // full name, with Prefix
+	Port   uint16 // redirected port
+	To     uint16 // the proxy's port
+	Active bool   // the redirect rule is there (false: stopped, the table kept for a drain)
 }
 
 func (r Redirect) String() string {
@@ -123,30 +135,36 @@ func (n *Conn) List() ([]Redirect, error) {
 		if !strings.HasPrefix(t.Name, Prefix) {
 			continue
 		}
-		if r, ok := n.owned(t.Name); ok {
+		if r, _, ok := n.owned(t.Name); ok {
 			out = append(out, r)
 		}
 	}
 	return out, nil
 }
 
-// owned reads table name and reports whether it is chaoscron's: a chain named Chain with one
-// rule carrying the mark.
-func (n *Conn) owned(name string) (Redirect, bool) {
+// owned reads table name and reports whether it is chaoscron's (a chain named Chain whose
+// first rule carries the mark), and the handles of its redirect rules.
+func (n *Conn) owned(name string) (Redirect, []*nftables.Rule, bool) {
 	t := &nftables.Table{Name: name, Family: nftables.TableFamilyINet}
 	rules, err := n.c.GetRules(t, &nftables.Chain{Name: Chain, Table: t})
-	if err != nil || len(rules) != 1 {
-		return Redirect{}, false
+	if err != nil || len(rules) == 0 {
+		return Redirect{}, nil, false
 	}
 	c, ok := userdata.GetString(rules[0].UserData, userdata.TypeComment)
 	if !ok {
-		return Redirect{}, false
+		return Redirect{}, nil, false
 	}
 	port, to, ok := parseMark(c)
 	if !ok {
-		return Redirect{}, false
+		return Redirect{}, nil, false
 	}
-	return Redirect{Table: name, Port: port, To: to}, true
+	var redirects []*nftables.Rule
+	for _, r := range rules[1:] {
+		if c, _ := userdata.GetString(r.UserData, userdata.TypeComment); c == redirectComment {
+			redirects = append(redirects, r)
+		}
+	}
+	return Redirect{Table: name, Port: port, To: to, Active: len(redirects) > 0}, redirects, true
 }
 
 func markOf(port, to uint16) string { return fmt.Sprintf("%s%d>%d", mark, port, to) }
@@ -194,8 +212,15 @@ func (n *Conn) Create(table string, port, to uint16) error {
 	})
 	n.c.AddRule(&nftables.Rule{
 		Table: t, Chain: ch,
-		Exprs:    redirectExprs(port, to),
+		// Loads the connection's state and does nothing with it: what it is for is the
+		// conntrack reference the kernel takes for a ct expression (see the package doc).
+		Exprs:    []expr.Any{&expr.Ct{Register: 1, Key: expr.CtKeySTATE}},
 		UserData: userdata.AppendString(nil, userdata.TypeComment, markOf(port, to)),
+	})
+	n.c.AddRule(&nftables.Rule{
+		Table: t, Chain: ch,
+		Exprs:    redirectExprs(port, to),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, redirectComment),
 	})
 	if err := n.c.Flush(); err != nil {
 		if errors.Is(err, syscall.ENOENT) {
@@ -237,7 +262,7 @@ func (n *Conn) Delete(table string) (bool, error) {
 	if !found {
 		return false, nil
 	}
-	if _, ok := n.owned(table); !ok {
+	if _, _, ok := n.owned(table); !ok {
 		return false, fmt.Errorf("nftables table %s has chaoscron's name but not its mark: left alone", table)
 	}
 	n.c.DelTable(&nftables.Table{Name: table, Family: nftables.TableFamilyINet})
@@ -248,6 +273,41 @@ func (n *Conn) Delete(table string) (bool, error) {
 		return false, fmt.Errorf("delete nftables table %s: %w", table, classify(err))
 	}
 	return true, nil
+}
+
+// Stop deletes table's redirect rule, if table is chaoscron's, and keeps the table (see the
+// package doc). A table or rule that is not there counts as stopped.
+func (n *Conn) Stop(table string) error {
+	ts, err := n.c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return fmt.Errorf("list nftables tables: %w", classify(err))
+	}
+	found := false
+	for _, t := range ts {
+		found = found || t.Name == table
+	}
+	if !found {
+		return nil
+	}
+	_, rules, ok := n.owned(table)
+	if !ok {
+		return fmt.Errorf("nftables table %s has chaoscron's name but not its mark: left alone", table)
+	}
+	if len(rules) == 0 {
+		return nil
+	}
+	for _, r := range rules {
+		if err := n.c.DelRule(r); err != nil {
+			return fmt.Errorf("stop nftables table %s: %w", table, err)
+		}
+	}
+	if err := n.c.Flush(); err != nil {
+		if errors.Is(err, syscall.ENOENT) {
+			return nil // deleted between the list and now
+		}
+		return fmt.Errorf("stop nftables table %s: %w", table, classify(err))
+	}
+	return nil
 }
 
 // classify wraps the errors that mean "no nf_tables here" with ErrNoNFTables.

@@ -1,6 +1,7 @@
 package nft_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -53,11 +54,12 @@ nft add table inet chaoscron_http_bare`)
 		t.Fatal(err)
 	}
 	rs, err := c.List()
-	if err != nil || len(rs) != 1 || rs[0] != (nft.Redirect{Table: name, Port: 8080, To: 41234}) {
+	if err != nil || len(rs) != 1 || rs[0] != (nft.Redirect{Table: name, Port: 8080, To: 41234, Active: true}) {
 		t.Fatalf("List: %v %v", rs, err)
 	}
 	rules := ns.Sh(t, "nft list table inet "+name)
-	for _, want := range []string{"hook prerouting priority dstnat", "fib daddr type local", "tcp dport 8080", "redirect to :41234", `comment "chaoscron http 8080>41234"`} {
+	for _, want := range []string{"hook prerouting priority dstnat", "fib daddr type local", "tcp dport 8080",
+		"redirect to :41234", `comment "chaoscron http 8080>41234"`, `comment "chaoscron http redirect"`} {
 		if !strings.Contains(rules, want) {
 			t.Errorf("nft list table: no %q in\n%s", want, rules)
 		}
@@ -72,12 +74,33 @@ nft add table inet chaoscron_http_bare`)
 		if did, err := c.Delete(foreign); did || err == nil {
 			t.Errorf("Delete(%s) = %v, %v: want it refused", foreign, did, err)
 		}
+		if err := c.Stop(foreign); err == nil {
+			t.Errorf("Stop(%s): want it refused", foreign)
+		}
+	}
+	// Stop: the redirect goes, the table stays, still chaoscron's (and its port's).
+	for range 2 {
+		if err := c.Stop(name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if rs, err := c.List(); err != nil || len(rs) != 1 || rs[0] != (nft.Redirect{Table: name, Port: 8080, To: 41234}) {
+		t.Fatalf("List after Stop: %v %v", rs, err)
+	}
+	if rules := ns.Sh(t, "nft list table inet "+name); strings.Contains(rules, "redirect") {
+		t.Errorf("after Stop:\n%s", rules)
+	}
+	if err := c.Create(nft.TableName("run-3"), 8080, 41236); !errors.Is(err, nft.ErrBusy) {
+		t.Errorf("a redirect of port 8080 while the stopped table drains: %v, want ErrBusy", err)
 	}
 	if did, err := c.Delete(name); !did || err != nil {
 		t.Fatalf("Delete: %v %v", did, err)
 	}
 	if did, err := c.Delete(name); did || err != nil {
 		t.Fatalf("second Delete: %v %v, want false, nil (already gone is success)", did, err)
+	}
+	if err := c.Stop(name); err != nil {
+		t.Fatalf("Stop of a table that is gone: %v", err)
 	}
 	got := ns.Tables(t)
 	slices.Sort(got)
@@ -88,7 +111,9 @@ nft add table inet chaoscron_http_bare`)
 
 // TestRedirect sends real connections from another namespace: to the redirected port they
 // reach the "proxy", which reads the app's address with OriginalDst; to other ports, and from
-// inside the pod's own namespace, they reach the app.
+// inside the pod's own namespace, they reach the app. After Stop, new connections reach the
+// app while one redirected before still talks to the proxy (it is reset if the table keeps
+// no conntrack reference); after Delete, the app.
 func TestRedirect(t *testing.T) {
 	client, pod := nstest.Pair(t)
 	app := pod.Listen(t, ":8080")
@@ -102,13 +127,23 @@ func TestRedirect(t *testing.T) {
 			if err != nil {
 				return
 			}
-			dst, err := nft.OriginalDst(c)
-			if err != nil {
-				_, _ = io.WriteString(c, "proxy: "+err.Error())
-			} else {
-				_, _ = io.WriteString(c, "proxy for "+dst.String())
-			}
-			c.Close()
+			go func() {
+				defer c.Close()
+				dst, err := nft.OriginalDst(c)
+				if err != nil {
+					_, _ = io.WriteString(c, "proxy: "+err.Error()+"\n")
+					return
+				}
+				_, _ = io.WriteString(c, "proxy for "+dst.String()+"\n")
+				r := bufio.NewReader(c)
+				for {
+					l, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					_, _ = io.WriteString(c, "pong "+l)
+				}
+			}()
 		}
 	}()
 	c, err := nft.Open(pod.NS().FD())
@@ -136,6 +171,31 @@ func TestRedirect(t *testing.T) {
 		if got := fetch(t, tc.from, tc.addr); got != tc.want {
 			t.Errorf("%s from %s: %q, want %q", tc.addr, tc.from.Path, got, tc.want)
 		}
+	}
+	// A connection redirected before Stop keeps its translation while the table stays: it
+	// still talks to the proxy. New connections reach the app.
+	held, err := client.Dial(context.Background(), nstest.PodIP+":8080")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	hr := bufio.NewReader(held)
+	if l, err := hr.ReadString('\n'); !strings.HasPrefix(l, "proxy for") {
+		t.Fatalf("held connection: %q %v", l, err)
+	}
+	_, _ = held.Write([]byte("ping0\n"))
+	if got, err := hr.ReadString('\n'); got != "pong ping0\n" {
+		t.Errorf("before Stop: %q %v, want the proxy's answer", got, err)
+	}
+	if err := c.Stop(name); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetch(t, client, nstest.PodIP+":8080"); got != "app" {
+		t.Errorf("after Stop: %q, want the app reached directly", got)
+	}
+	_, _ = held.Write([]byte("ping\n"))
+	if got, err := hr.ReadString('\n'); got != "pong ping\n" {
+		t.Errorf("a connection redirected before Stop: %q %v, want the proxy's answer", got, err)
 	}
 	if _, err := c.Delete(name); err != nil {
 		t.Fatal(err)
@@ -172,9 +232,10 @@ func fetch(t *testing.T, from *nstest.NS, addr string) string {
 		t.Fatalf("dial %s: %v", addr, err)
 	}
 	defer c.Close()
-	b, err := io.ReadAll(c)
-	if err != nil {
+	// One line, or all of an answer without one: the proxy stays open after its line.
+	l, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil && err != io.EOF {
 		t.Fatalf("read from %s: %v", addr, err)
 	}
-	return string(b)
+	return strings.TrimSuffix(l, "\n")
 }

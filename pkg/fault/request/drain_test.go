@@ -1,0 +1,75 @@
+package request
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/fault/request/internal/nstest"
+)
+
+// TestRevertDrains: at revert, a request the proxy holds (delayed 1s) still gets the app's
+// answer, while a new connection made during the drain goes straight to the app; Revert
+// returns when the proxy is empty, well before drain. With a drain shorter than the delay,
+// the held connection is closed at the end of it and Revert returns then.
+func TestRevertDrains(t *testing.T) {
+	cl, pod := nstest.Pair(t)
+	app(t, pod, 8080)
+	url := "http://" + nstest.PodIP + ":8080"
+	for _, tc := range []struct {
+		drain      string
+		answered   bool
+		revertedBy time.Duration
+	}{
+		{"5s", true, 3 * time.Second},            // generous: the request needs 1s
+		{"200ms", false, 900 * time.Millisecond}, // closed at 200ms, not after the 1s delay
+	} {
+		t.Run("drain "+tc.drain, func(t *testing.T) {
+			f := newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "path": "/slow", "delay": "1s", "drain": tc.drain})
+			plan, err := f.Plan(context.Background(), "drain-"+tc.drain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u, err := f.Inject(context.Background(), plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			held := make(chan string, 1)
+			go func() {
+				resp, err := client(cl, false).Get(url + "/slow")
+				if err != nil {
+					held <- "error: " + err.Error()
+					return
+				}
+				b, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					held <- "error: " + err.Error()
+					return
+				}
+				held <- string(b)
+			}()
+			time.Sleep(200 * time.Millisecond) // the request is in the proxy, delayed
+			start := time.Now()
+			reverted := make(chan error, 1)
+			go func() { reverted <- f.Revert(context.Background(), u) }()
+			time.Sleep(50 * time.Millisecond) // the table is deleted first; the drain goes on
+			if _, body := get(t, client(cl, false), url+"/x"); body != "app /x from "+nstest.ClientIP {
+				t.Errorf("a new connection during the drain: %q, want the app directly", body)
+			}
+			got := <-held
+			if err := <-reverted; err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			if ok := got == "app /slow from "+nstest.PodIP; ok != tc.answered {
+				t.Errorf("the held request got %q: answered %v, want %v", got, ok, tc.answered)
+			}
+			if took > tc.revertedBy {
+				t.Errorf("Revert took %v, want under %v", took, tc.revertedBy)
+			}
+		})
+	}
+}
