@@ -59,11 +59,11 @@ func TestRevertDrains(t *testing.T) {
 			if _, body := get(t, client(cl, false), url+"/x"); body != "app /x from "+nstest.ClientIP {
 				t.Errorf("a new connection during the drain: %q, want the app directly", body)
 			}
-			got := <-held
 			if err := <-reverted; err != nil {
 				t.Fatal(err)
 			}
 			took := time.Since(start)
+			got := <-held
 			if ok := got == "app /slow from "+nstest.PodIP; ok != tc.answered {
 				t.Errorf("the held request got %q: answered %v, want %v", got, ok, tc.answered)
 			}
