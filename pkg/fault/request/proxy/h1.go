@@ -21,14 +21,10 @@ import (
 
 // item is one request, as the answer loop needs to know it.
 type item struct {
-	abort   bool
-	noBody  bool // HEAD: the answer has no body whatever its head says
-	close   bool // close the connection after the answer
-	connect bool
-	// upgrade, for an Upgrade or CONNECT request, is told whether the connection became a
-	// tunnel (101, or 2xx to CONNECT).
-	upgrade chan bool
-	raw     bool // the request loop gave up parsing: splice from here on
+	abort  bool
+	noBody bool // HEAD: the answer has no body whatever its head says
+	close  bool // close the connection after the answer
+	raw    bool // the request loop splices from here on: so does the answer loop
 }
 
 // queueLen bounds the pipelined requests in flight on one connection.
@@ -139,31 +135,22 @@ func (h *h1) requests(r *bufio.Reader, w *bufio.Writer) {
 		b, _ := r.Peek(rh.n)
 		w.Write(b)
 		r.Discard(rh.n)
-		if err := body(w, r, rh.chunked, rh.length); err != nil {
-			// Every byte read so far went on unchanged: splice the rest as it comes.
+		// Queued before the body goes on: the answer (a 100 Continue, or an early one) may
+		// come while the body still streams.
+		if !h.push(item{noBody: noBody}, w) {
+			h.splice(r, w)
+			return
+		}
+		err = body(w, r, rh.chunked, rh.length)
+		if err != nil || rh.upgrade {
+			// A body the parser cannot follow: every byte read so far went on unchanged, so
+			// splice the rest as it comes. After an Upgrade or CONNECT, what follows is the
+			// new protocol once the app agrees, and the proxy does not wait to know: it
+			// splices from here on either way (a refused upgrade's later requests go
+			// unfaulted, but nothing stalls).
 			h.push(item{raw: true}, w)
 			h.splice(r, w)
 			return
-		}
-		it := item{noBody: noBody, connect: string(rh.method) == "CONNECT"}
-		if rh.upgrade {
-			it.upgrade = make(chan bool, 1)
-		}
-		if !h.push(it, w) {
-			h.splice(r, w)
-			return
-		}
-		if it.upgrade != nil {
-			w.Flush()
-			select {
-			case ok := <-it.upgrade:
-				if ok {
-					h.splice(r, w)
-					return
-				}
-			case <-h.done:
-				return
-			}
 		}
 	}
 }
@@ -267,29 +254,16 @@ func (h *h1) answer(r *bufio.Reader, w *bufio.Writer, it item) (last bool, err e
 	for {
 		rh, err := readRespHead(r)
 		if err != nil {
-			if it.upgrade != nil {
-				it.upgrade <- false
-			}
 			return true, err
 		}
-		if rh.status == 101 || it.connect && rh.status/100 == 2 {
-			b, _ := r.Peek(rh.n)
-			w.Write(b)
-			r.Discard(rh.n)
-			if it.upgrade != nil {
-				it.upgrade <- true
-			}
-			c.kind.Store(kindRaw)
-			return false, h.spliceAnswers(r, w)
+		if rh.status == 101 {
+			return true, errNotHTTP // a switch nobody asked for: splice
 		}
 		if rh.status < 200 {
 			b, _ := r.Peek(rh.n) // 100 Continue, 103 Early Hints: out at the next read
 			w.Write(b)
 			r.Discard(rh.n)
 			continue
-		}
-		if it.upgrade != nil {
-			it.upgrade <- false
 		}
 		closing := c.p.shutting.Load()
 		b, _ := r.Peek(rh.n)

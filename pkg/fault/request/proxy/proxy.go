@@ -265,26 +265,39 @@ func (c *conn) serve() {
 	go func() { _, err := cr.Peek(1); cl <- err }()
 	go func() { _, err := ur.Peek(1); us <- err }()
 	select {
-	case err := <-cl:
-		if err != nil {
+	case err = <-cl:
+	case <-us:
+		if !h2Settings(ur) {
+			c.kind.Store(kindRaw)
+			c.splice(cr, ur, cl, nil)
 			return
 		}
-		switch sniff(cr) {
-		case kindHTTP1:
-			c.kind.Store(kindHTTP1)
-			c.serveHTTP1(cr, ur, cf, uf, us)
-			return
-		case kindHTTP2:
-			c.kind.Store(kindHTTP2)
-			c.serveHTTP2(cr, ur, us)
-			return
-		}
+		// An HTTP/2 server says SETTINGS first, before the client's preface: still the
+		// client's bytes decide.
+		us <- nil
+		err = <-cl
+	}
+	if err != nil {
+		return
+	}
+	switch sniff(cr) {
+	case kindHTTP1:
+		c.kind.Store(kindHTTP1)
+		c.serveHTTP1(cr, ur, cf, uf, us)
+	case kindHTTP2:
+		c.kind.Store(kindHTTP2)
+		c.serveHTTP2(cr, ur, us)
+	default:
 		c.kind.Store(kindRaw)
 		c.splice(cr, ur, nil, us)
-	case <-us:
-		c.kind.Store(kindRaw)
-		c.splice(cr, ur, cl, nil)
 	}
+}
+
+// h2Settings reports whether what the app said first is an HTTP/2 SETTINGS frame (RFC 9113
+// §3.4: a server's preface, sent without waiting for the client's).
+func h2Settings(r *bufio.Reader) bool {
+	b, _ := r.Peek(r.Buffered())
+	return len(b) >= 9 && b[3] == 0x4 && b[4]&^0x1 == 0 && b[5]|b[6]|b[7]|b[8] == 0 && (int(b[0])<<16|int(b[1])<<8|int(b[2]))%6 == 0
 }
 
 // bufSize is the size of each connection's read buffers, and so the largest HTTP/1 head the
