@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -163,4 +164,66 @@ func inNetnsErr(path string, fn func() error) error {
 		errc <- err
 	}()
 	return <-errc
+}
+
+// TestCrashHTTPTorture: the agent is SIGKILLed at a random moment around its first fire
+// (before it, during plan and inject, or while the fault is held), then recovered by
+// `chaoscron recover`, by a restarted agent, or, with the journal deleted, by recover's
+// sweep. No trial leaves a table, and the foreign look-alike is never touched.
+func TestCrashHTTPTorture(t *testing.T) {
+	path, nft, tables := httpNetns(t)
+	nft("nft add table inet chaoscron_http_foreign")
+	foreign := nft("nft list table inet chaoscron_http_foreign")
+	trials := 9
+	if testing.Short() {
+		trials = 3
+	}
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
+	left := 0
+	for i := range trials {
+		dir := t.TempDir()
+		cfg := writeConfig(t, dir, fmt.Sprintf(`
+agent: {listen: "off"}
+journal: {path: %s/j.db}
+experiments:
+  - name: victim
+    schedule: "@every 1s"
+    duration: 1h
+    fault: {type: http, port: 8080, netns: %s, abort: 503}
+`, dir, path))
+		a := startAgent(t, dir, "-c", cfg)
+		time.Sleep(700*time.Millisecond + time.Duration(rng.IntN(900))*time.Millisecond)
+		a.crash()
+		if len(tables()) > 0 {
+			left++
+		}
+		var out, errs string
+		var code int
+		switch i % 3 {
+		case 0:
+			out, errs, code = cli(t, dir, "recover", "-c", cfg)
+		case 1:
+			// A restarted agent recovers before it fires, fires again, and reverts its
+			// own run when stopped.
+			b := startAgent(t, dir, "-c", cfg)
+			time.Sleep(1500 * time.Millisecond)
+			code = b.stop()
+			out = b.log.String()
+		case 2:
+			if err := os.Remove(filepath.Join(dir, "j.db")); err != nil && !os.IsNotExist(err) {
+				t.Fatal(err)
+			}
+			out, errs, code = cli(t, dir, "recover", "-c", cfg)
+		}
+		if code != 0 {
+			t.Fatalf("trial %d: recovery exit %d\n%s%s", i, code, out, errs)
+		}
+		if ts := tables(); len(ts) != 0 {
+			t.Fatalf("trial %d: tables left after recovery: %v\n%s%s", i, ts, out, errs)
+		}
+		if got := nft("nft list table inet chaoscron_http_foreign"); got != foreign {
+			t.Fatalf("trial %d: the foreign table changed:\n%s", i, got)
+		}
+	}
+	t.Logf("%d trials, %d left a redirect behind for recovery to remove", trials, left)
 }
