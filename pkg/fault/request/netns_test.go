@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	"github.com/chaoscron/chaoscron/pkg/fault/request/internal/nstest"
@@ -27,17 +28,21 @@ func TestInjectRevert(t *testing.T) {
 	url := "http://" + nstest.PodIP + ":8080"
 
 	f := newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "abort": 503, "percent": 0})
+	t0 := time.Now()
 	plan, err := f.Plan(context.Background(), "run/1")
 	if err != nil {
 		t.Fatal(err)
 	}
+	tPlan := time.Since(t0)
 	if got := chaoscronTables(t, pod); len(got) != 0 {
 		t.Fatalf("Plan created %v", got)
 	}
+	t0 = time.Now()
 	u, err := f.Inject(context.Background(), plan)
 	if err != nil {
 		t.Fatal(err)
 	}
+	tInject := time.Since(t0)
 	if got := chaoscronTables(t, pod); len(got) != 1 || got[0] != "inet "+nft.TableName("run/1") {
 		t.Fatalf("tables after Inject: %v", got)
 	}
@@ -63,9 +68,11 @@ func TestInjectRevert(t *testing.T) {
 		t.Errorf("second Plan on port 8080: %v, want ErrBusy", err)
 	}
 
+	t0 = time.Now()
 	if err := f.Revert(context.Background(), u); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("measure: plan %v, inject %v, revert %v (no connection held)", tPlan, tInject, time.Since(t0))
 	if got := chaoscronTables(t, pod); len(got) != 0 {
 		t.Fatalf("tables after Revert: %v", got)
 	}
@@ -153,6 +160,7 @@ func TestSweep(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	leftover, kept := nft.TableName("dead-1"), nft.TableName("live-2")
 	if err := c.Create(leftover, 8080, 40001); err != nil {
 		t.Fatal(err)

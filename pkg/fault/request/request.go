@@ -170,6 +170,7 @@ func (f *Fault) checkFree(ns *netns.NS) error {
 	if err != nil {
 		return fmt.Errorf("nftables in %s: %w", ns, err)
 	}
+	defer c.Close()
 	rs, err := c.List()
 	if err != nil {
 		return fmt.Errorf("in %s: %w", ns, err)
@@ -237,6 +238,7 @@ func (f *Fault) start(ns *netns.NS, u undo) (s *session, err error) {
 		c, cerr := nft.Open(ns.FD())
 		if cerr == nil {
 			_, cerr = c.Delete(u.Table)
+			c.Close()
 		}
 		s.stop(context.Background(), 0)
 		return nil, errors.Join(err, cerr)
@@ -250,7 +252,9 @@ func (f *Fault) start(ns *netns.NS, u undo) (s *session, err error) {
 	if err != nil {
 		return fail(fmt.Errorf("nftables in %s: %w", ns, err))
 	}
-	if err := c.Create(u.Table, u.Port, s.port); err != nil {
+	err = c.Create(u.Table, u.Port, s.port)
+	c.Close()
+	if err != nil {
 		return fail(fmt.Errorf("in %s: %w", ns, err))
 	}
 	sessions.add(u.Table, s)
@@ -283,6 +287,7 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 	if err != nil {
 		return fmt.Errorf("http: revert: nftables in %s: %w", ns, err)
 	}
+	defer c.Close()
 	if s := sessions.peek(u.Table); s != nil {
 		if err := c.Stop(u.Table); err != nil {
 			// The redirect may still be in place: the proxy must keep serving it.
@@ -321,6 +326,7 @@ func (f *Fault) Sweep(ctx context.Context, keep []fault.Undo) ([]string, error) 
 	if err != nil {
 		return nil, fmt.Errorf("http: sweep: nftables in %s: %w", ns, err)
 	}
+	defer c.Close()
 	rs, err := c.List()
 	if err != nil {
 		return nil, fmt.Errorf("http: sweep in %s: %w", ns, err)

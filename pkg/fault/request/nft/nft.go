@@ -114,15 +114,19 @@ func TableName(key string) string {
 // Conn talks nftables in one network namespace.
 type Conn struct{ c *nftables.Conn }
 
-// Open returns a Conn for the namespace that fd refers to (0: the caller's own). It does not
-// keep a socket open: each call dials one.
+// Open returns a Conn for the namespace that fd refers to (0: the caller's own), with one
+// netlink socket for all its calls (dialling one in another namespace costs a thread's trip
+// there and back). Close releases it.
 func Open(fd int) (*Conn, error) {
-	c, err := nftables.New(nftables.WithNetNSFd(fd))
+	c, err := nftables.New(nftables.WithNetNSFd(fd), nftables.AsLasting())
 	if err != nil {
-		return nil, classify(err)
+		return nil, fmt.Errorf("netfilter netlink socket: %w", classify(err))
 	}
 	return &Conn{c: c}, nil
 }
+
+// Close releases the Conn's socket.
+func (n *Conn) Close() error { return n.c.CloseLasting() }
 
 // List returns chaoscron's tables: those with the prefix that carry the mark.
 func (n *Conn) List() ([]Redirect, error) {

@@ -46,6 +46,7 @@ nft add table inet chaoscron_http_bare`)
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	if rs, err := c.List(); err != nil || len(rs) != 0 {
 		t.Fatalf("List before: %v %v, want nothing (the look-alikes are not chaoscron's)", rs, err)
 	}
@@ -150,6 +151,7 @@ func TestRedirect(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer c.Close()
 	name := nft.TableName("redirect-test")
 	to := uint16(proxy.Addr().(*net.TCPAddr).Port)
 	if err := c.Create(name, 8080, to); err != nil {
