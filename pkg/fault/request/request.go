@@ -357,6 +357,10 @@ func (f *Fault) Sweep(ctx context.Context, keep []fault.Undo) ([]string, error) 
 	return removed, errors.Join(errs...)
 }
 
+// dialTimeout bounds the proxy's connect to the app: the app is in the same namespace, and
+// one that does not answer in this long is as good as down (the kernel would wait minutes).
+const dialTimeout = 10 * time.Second
+
 // session is one run's proxy, in this process.
 type session struct {
 	ns     *netns.NS
@@ -380,7 +384,7 @@ func (s *session) dial(ctx context.Context, client net.Conn) (net.Conn, error) {
 	}
 	var c net.Conn
 	err = s.ns.Do(func() (err error) {
-		c, err = (&net.Dialer{}).DialContext(ctx, "tcp", dst.String())
+		c, err = (&net.Dialer{Timeout: dialTimeout}).DialContext(ctx, "tcp", dst.String())
 		return err
 	})
 	return c, err
