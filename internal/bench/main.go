@@ -70,6 +70,7 @@ var steps = []step{
 	{name: "fault-memory", pkg: "./pkg/fault/memory", bench: "^(BenchmarkFill|BenchmarkResident)$", benchtime: "3x", count: 3},
 	{name: "fault-process", pkg: "./pkg/fault/process", bench: "KillVsPkill", benchtime: "30x"},
 	{name: "fault-process-scan", pkg: "./pkg/fault/process", bench: "ScanScale", benchtime: "10x", count: 3},
+	{name: "fault-http", pkg: "./pkg/fault/request/proxy", bench: "PassThrough", benchtime: "5000x", count: 3},
 }
 
 // results maps a benchmark name (without the -GOMAXPROCS suffix) to unit → values, one per run.
@@ -277,6 +278,14 @@ func render(r results, a agentFigures, count int) string {
 		scan = append(scan, r.f("%.0f", name, "processes")+": "+msFromNs(r, name))
 	}
 	row("process scan time vs process count (Plan, no match: every process read)", "`BenchmarkScanScale`", strings.Join(scan, ", "), "—", "—")
+	const pt = "BenchmarkPassThrough"
+	row("http fault: a request not faulted, HTTP/1.1 keep-alive, to a small net/http app: added latency, requests/s (goals: p50 added < 100 µs; ≥ 0.8× direct and ≥ toxiproxy)",
+		"`BenchmarkPassThrough`: direct, through the proxy (a process of its own) and through toxiproxy v2.5.0 with no toxics, in turns: one client for latency, 8 clients for requests/s; CPU: the proxy process's utime+stime per request",
+		"added p50 "+r.f("%.0f µs", pt, "added-p50-µs")+r.spread("%.0f", pt, "added-p50-µs")+", p99 "+r.f("%.0f µs", pt, "added-p99-µs")+
+			"; "+r.f("%.0f req/s", pt, "proxy-req/s")+", "+r.f("%.2f×", pt, "ratio-direct")+r.spread("%.2f", pt, "ratio-direct")+" direct ("+r.f("%.0f req/s", pt, "direct-req/s")+"); CPU "+r.f("%.0f µs", pt, "proxy-cpu-µs/req")+" a request",
+		"toxiproxy: added p50 "+r.f("%.0f µs", pt, "toxiproxy-added-p50-µs")+", p99 "+r.f("%.0f µs", pt, "toxiproxy-added-p99-µs")+
+			"; "+r.f("%.0f req/s", pt, "toxiproxy-req/s")+", "+r.f("%.2f×", pt, "toxiproxy-ratio-direct")+" direct; CPU "+r.f("%.0f µs", pt, "toxiproxy-cpu-µs/req")+" a request",
+		r.f("%.2f×", pt, "ratio-toxiproxy")+" (req/s)")
 	row("binary size (goal < 25 MB)", "`CGO_ENABLED=0 go build -trimpath -ldflags '-s -w'`", a.size(), "—", "—")
 	return sb.String()
 }

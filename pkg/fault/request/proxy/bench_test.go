@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,12 +32,19 @@ func BenchmarkPassThrough(b *testing.B) {
 		w.Header().Set("Content-Type", "text/plain")
 		w.Write([]byte("hello from the app\n"))
 	}))
-	addr, _ := startProxy(b, Rule{Path: "/never", Percent: 100, Abort: 503}, app, Options{})
+	// The proxy runs in a process of its own, as it does in the agent and as toxiproxy does
+	// here: the client and the app in this process do not share its scheduler or heap.
+	addr, pid, err := startProxyProcess(b, app)
+	if err != nil {
+		b.Fatal(err)
+	}
 	targets := []struct{ name, addr string }{{"direct", app}, {"proxy", addr}}
-	if tp, err := startToxiproxy(b, app); err != nil {
+	pids := []int{0, pid}
+	if tp, tpid, err := startToxiproxy(b, app); err != nil {
 		b.Logf("toxiproxy left out: %v", err)
 	} else {
 		targets = append(targets, struct{ name, addr string }{"toxiproxy", tp})
+		pids = append(pids, tpid)
 	}
 
 	clients := make([]*http.Client, len(targets))
@@ -65,30 +73,67 @@ func BenchmarkPassThrough(b *testing.B) {
 	b.ReportMetric(µs(pct(lat[1], 99))-µs(pct(lat[0], 99)), "added-p99-µs")
 	if len(targets) > 2 {
 		b.ReportMetric(p50[2]-p50[0], "toxiproxy-added-p50-µs")
+		b.ReportMetric(µs(pct(lat[2], 99))-µs(pct(lat[0], 99)), "toxiproxy-added-p99-µs")
 	}
 
-	window := time.Second
+	window := 500 * time.Millisecond
 	if s := os.Getenv("CHAOSCRON_BENCH_RPS_WINDOW"); s != "" {
 		if d, err := time.ParseDuration(s); err == nil {
 			window = d
 		}
 	}
+	// Throughput in rounds, each target once per round in turn; a ratio is the median of the
+	// rounds' own ratios, so that load from outside moves both sides of each. The proxies' CPU
+	// time per request (utime+stime of their processes over their windows) does not depend on
+	// that load at all.
+	const rounds = 6
 	rps := make([][]float64, len(targets))
-	for round := 0; round < 3; round++ {
+	cpu := make([]time.Duration, len(targets))
+	reqs := make([]float64, len(targets))
+	for round := 0; round < rounds; round++ {
 		for k := range targets {
 			i := (round + k) % len(targets)
-			rps[i] = append(rps[i], throughput(b, targets[i].addr, 8, window))
+			c0 := cpuTime(pids[i])
+			r := throughput(b, targets[i].addr, 8, window)
+			cpu[i] += cpuTime(pids[i]) - c0
+			reqs[i] += r * window.Seconds()
+			rps[i] = append(rps[i], r)
 		}
 	}
-	med := make([]float64, len(targets))
 	for i, t := range targets {
-		med[i] = median(rps[i])
-		b.ReportMetric(med[i], t.name+"-req/s")
+		b.ReportMetric(median(rps[i]), t.name+"-req/s")
+		if pids[i] != 0 {
+			b.ReportMetric(µs(cpu[i])/reqs[i], t.name+"-cpu-µs/req")
+		}
 	}
-	b.ReportMetric(med[1]/med[0], "ratio-direct")
+	ratio := func(a, c int) float64 {
+		q := make([]float64, rounds)
+		for r := range q {
+			q[r] = rps[a][r] / rps[c][r]
+		}
+		return median(q)
+	}
+	b.ReportMetric(ratio(1, 0), "ratio-direct")
 	if len(targets) > 2 {
-		b.ReportMetric(med[1]/med[2], "ratio-toxiproxy")
+		b.ReportMetric(ratio(1, 2), "ratio-toxiproxy")
+		b.ReportMetric(ratio(2, 0), "toxiproxy-ratio-direct")
 	}
+}
+
+// cpuTime is the user and system CPU time of process pid so far (0 for pid 0).
+func cpuTime(pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 func get(b testing.TB, c *http.Client, addr string) {
@@ -141,25 +186,25 @@ func median(v []float64) float64 {
 
 // startToxiproxy builds toxiproxy's server from internal/toxiproxy, starts it, and makes a
 // proxy with no toxics in front of app through its HTTP API; it returns that proxy's address.
-func startToxiproxy(b testing.TB, app string) (string, error) {
+func startToxiproxy(b testing.TB, app string) (addr string, pid int, err error) {
 	root, err := exec.Command("go", "env", "GOMOD").Output()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	dir := filepath.Join(filepath.Dir(strings.TrimSpace(string(root))), "internal", "toxiproxy")
 	bin := filepath.Join(b.TempDir(), "toxiproxy")
 	build := exec.Command("go", "build", "-o", bin, "github.com/Shopify/toxiproxy/v2/cmd/server")
 	build.Dir = dir
 	if out, err := build.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build: %v: %s", err, out)
+		return "", 0, fmt.Errorf("build: %v: %s", err, out)
 	}
 	port, err := freePort()
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	cmd := exec.Command(bin, "-host", "127.0.0.1", "-port", port)
 	if err := cmd.Start(); err != nil {
-		return "", err
+		return "", 0, err
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	api := "http://127.0.0.1:" + port
@@ -173,14 +218,14 @@ func startToxiproxy(b testing.TB, app string) (string, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	if err != nil {
-		return "", err
+		return "", 0, err
 	}
 	defer res.Body.Close()
 	var created struct{ Listen string }
 	if err := json.NewDecoder(res.Body).Decode(&created); err != nil || res.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("create a proxy: status %d, %v", res.StatusCode, err)
+		return "", 0, fmt.Errorf("create a proxy: status %d, %v", res.StatusCode, err)
 	}
-	return created.Listen, nil
+	return created.Listen, cmd.Process.Pid, nil
 }
 
 func freePort() (string, error) {
@@ -191,4 +236,57 @@ func freePort() (string, error) {
 	defer ln.Close()
 	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	return port, nil
+}
+
+// TestProxyProcess is the proxy process of BenchmarkPassThrough: with CHAOSCRON_PROXY_APP set,
+// it serves a proxy in front of that address (a rule that matches nothing), prints its
+// address and runs until killed.
+func TestProxyProcess(t *testing.T) {
+	app := os.Getenv("CHAOSCRON_PROXY_APP")
+	if app == "" {
+		t.Skip("the benchmark's proxy process; runs only when BenchmarkPassThrough starts it")
+	}
+	p, err := New(Rule{Path: "/never", Percent: 100, Abort: 503}, Options{Dial: dialTo(app)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		io.Copy(io.Discard, os.Stdin) // the benchmark closes it when done
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		p.Shutdown(ctx)
+	}()
+	fmt.Println("listening", ln.Addr())
+	p.Serve(ln)
+}
+
+func startProxyProcess(b testing.TB, app string) (addr string, pid int, err error) {
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestProxyProcess$")
+	cmd.Env = append(os.Environ(), "CHAOSCRON_PROXY_APP="+app)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return "", 0, err
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return "", 0, err
+	}
+	if err := cmd.Start(); err != nil {
+		return "", 0, err
+	}
+	b.Cleanup(func() {
+		in.Close() // the process shuts the proxy down and exits
+		t := time.AfterFunc(5*time.Second, func() { cmd.Process.Kill() })
+		defer t.Stop()
+		cmd.Wait()
+	})
+	if _, err := fmt.Fscanf(out, "listening %s\n", &addr); err != nil {
+		return "", 0, fmt.Errorf("the proxy process: %w", err)
+	}
+	go io.Copy(io.Discard, out)
+	return addr, cmd.Process.Pid, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 )
@@ -48,6 +49,7 @@ func (c *conn) serveHTTP1(cr, ur *bufio.Reader, cf, uf *flushReader, upFirst cha
 	}()
 	h.requests(cr, uw)
 	close(h.reqDone)
+	h.wake()
 	<-h.done
 }
 
@@ -59,6 +61,10 @@ type h1 struct {
 	done    chan struct{} // closed when the answer loop ends
 	reqDone chan struct{} // closed when the request loop ends
 	upFirst func()        // called once, by the answer loop, before it first reads the app
+
+	mu    sync.Mutex // guards idle and woken, and the app's read deadline
+	idle  bool       // the answer loop waits on the app with nothing queued
+	woken bool       // and its wait was cut short by a read deadline
 }
 
 func (h *h1) goRaw() { h.rawOnce.Do(func() { close(h.raw) }) }
@@ -67,17 +73,20 @@ func (h *h1) goRaw() { h.rawOnce.Do(func() { close(h.raw) }) }
 func (h *h1) push(it item, w *bufio.Writer) bool {
 	select {
 	case h.q <- it:
-		return true
 	default:
+		w.Flush()
+		select {
+		case h.q <- it:
+		case <-h.raw:
+			return false
+		case <-h.done:
+			return false
+		}
 	}
-	w.Flush()
-	select {
-	case h.q <- it:
-		return true
-	case <-h.raw:
-	case <-h.done:
+	if it.abort || it.raw {
+		h.wake() // the app will not answer this one
 	}
-	return false
+	return true
 }
 
 func (h *h1) requests(r *bufio.Reader, w *bufio.Writer) {
@@ -183,7 +192,7 @@ func readHead(r *bufio.Reader, names []header) (reqHead, error) {
 func (h *h1) answers(r *bufio.Reader, w *bufio.Writer) {
 	c := h.c
 	for {
-		it, ok := h.next(w)
+		it, ok := h.next(r, w)
 		if !ok {
 			w.Flush()
 			c.closeAll()
@@ -226,26 +235,78 @@ func (h *h1) answers(r *bufio.Reader, w *bufio.Writer) {
 
 // next takes the next request off the queue, flushing what was written before it waits; false
 // when the request loop has ended and left nothing.
-func (h *h1) next(w *bufio.Writer) (item, bool) {
-	select {
-	case it := <-h.q:
-		return it, true
-	default:
-	}
-	w.Flush()
-	select {
-	case it := <-h.q:
-		return it, true
-	case <-h.reqDone:
+//
+// Once the app's side is its own, it waits on the app rather than on the queue: a request is
+// queued before it reaches the app, so its answer finds it there, and the request loop need
+// not wake this goroutine for every request (a wake-up of a goroutine, and often of a thread, is
+// as dear as a system call at these speeds). The request loop wakes it only for what the app
+// will not answer: an abort, a splice, the end (wake).
+func (h *h1) next(r *bufio.Reader, w *bufio.Writer) (item, bool) {
+	for {
 		select {
 		case it := <-h.q:
 			return it, true
 		default:
 		}
-	case <-h.c.p.ctx.Done():
+		if h.upFirst == nil {
+			h.mu.Lock()
+			if len(h.q) > 0 {
+				h.mu.Unlock()
+				continue
+			}
+			select {
+			case <-h.reqDone:
+				h.mu.Unlock()
+				return item{}, false
+			default:
+			}
+			h.idle = true
+			h.mu.Unlock()
+			_, err := r.Peek(1) // flushes w first
+			h.mu.Lock()
+			h.idle = false
+			woken := h.woken
+			if woken {
+				h.woken = false
+				h.c.up.SetReadDeadline(time.Time{})
+			}
+			h.mu.Unlock()
+			if err != nil {
+				if woken && errors.Is(err, os.ErrDeadlineExceeded) {
+					continue
+				}
+				return item{}, false // the app closed: nothing more will be answered
+			}
+			// The app said something: the answer to a request being queued.
+		}
+		w.Flush()
+		select {
+		case it := <-h.q:
+			return it, true
+		case <-h.reqDone:
+			select {
+			case it := <-h.q:
+				return it, true
+			default:
+			}
+		case <-h.c.p.ctx.Done():
+		}
+		return item{}, false
 	}
-	return item{}, false
 }
+
+// wake interrupts the answer loop's wait on the app (next), if it is waiting there, so that it
+// looks at the queue.
+func (h *h1) wake() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.idle && !h.woken {
+		h.woken = true
+		h.c.up.SetReadDeadline(aLongTimeAgo)
+	}
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
 
 // answer forwards the answer to it: any 1xx first, then the final one. last: the connection
 // ends after it.
