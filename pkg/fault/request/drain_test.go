@@ -8,9 +8,10 @@ import (
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	"github.com/chaoscron/chaoscron/pkg/fault/request/internal/nstest"
+	"github.com/chaoscron/chaoscron/pkg/fault/request/nft"
 )
 
-// TestRevertDrains: at revert, a request the proxy holds (delayed 1s) still gets the app's
+// TestRevertDrains: at revert, a request the proxy holds (delayed 3s) still gets the app's
 // answer, while a new connection made during the drain goes straight to the app; Revert
 // returns when the proxy is empty, well before drain. With a drain shorter than the delay,
 // the held connection is closed at the end of it and Revert returns then.
@@ -23,11 +24,11 @@ func TestRevertDrains(t *testing.T) {
 		answered   bool
 		revertedBy time.Duration
 	}{
-		{"5s", true, 3 * time.Second},            // generous: the request needs 1s
-		{"200ms", false, 900 * time.Millisecond}, // closed at 200ms, not after the 1s delay
+		{"6s", true, 5 * time.Second},     // generous: the request needs under 3s more
+		{"200ms", false, 2 * time.Second}, // closed at 200ms, not after the 3s delay
 	} {
 		t.Run("drain "+tc.drain, func(t *testing.T) {
-			f := newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "path": "/slow", "delay": "1s", "drain": tc.drain})
+			f := newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "path": "/slow", "delay": "3s", "drain": tc.drain})
 			plan, err := f.Plan(context.Background(), "drain-"+tc.drain)
 			if err != nil {
 				t.Fatal(err)
@@ -55,7 +56,25 @@ func TestRevertDrains(t *testing.T) {
 			start := time.Now()
 			reverted := make(chan error, 1)
 			go func() { reverted <- f.Revert(context.Background(), u) }()
-			time.Sleep(50 * time.Millisecond) // the table is deleted first; the drain goes on
+			// The redirect rule goes first; the drain goes on with the table in place.
+			c, err := nft.Open(pod.NS().FD())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for deadline := time.Now().Add(5 * time.Second); ; {
+				rs, err := c.List()
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rs) == 0 || !rs[0].Active {
+					break // stopped, or already deleted after a short drain
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("the redirect was not stopped: %+v", rs)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
 			if _, body := get(t, client(cl, false), url+"/x"); body != "app /x from "+nstest.ClientIP {
 				t.Errorf("a new connection during the drain: %q, want the app directly", body)
 			}
