@@ -28,7 +28,15 @@ func TestRevertDrains(t *testing.T) {
 		{"200ms", false, 2 * time.Second}, // closed at 200ms, not after the 3s delay
 	} {
 		t.Run("drain "+tc.drain, func(t *testing.T) {
-			f := newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "path": "/slow", "delay": "3s", "drain": tc.drain})
+			var seen counter
+			seen.n = map[string]int{}
+			env := testEnv()
+			env.Observe = seen.observe
+			ff, err := New(fault.Params{"port": 8080, "netns": pod.Path, "path": "/slow", "delay": "3s", "drain": tc.drain}, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := ff.(*Fault)
 			plan, err := f.Plan(context.Background(), "drain-"+tc.drain)
 			if err != nil {
 				t.Fatal(err)
@@ -52,7 +60,12 @@ func TestRevertDrains(t *testing.T) {
 				}
 				held <- string(b)
 			}()
-			time.Sleep(200 * time.Millisecond) // the request is in the proxy, delayed
+			for deadline := time.Now().Add(5 * time.Second); seen.get("delayed") == 0; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the request never reached the proxy")
+				}
+			}
+			time.Sleep(100 * time.Millisecond) // well into its delay
 			start := time.Now()
 			reverted := make(chan error, 1)
 			go func() { reverted <- f.Revert(context.Background(), u) }()
@@ -62,15 +75,30 @@ func TestRevertDrains(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+		wait:
 			for deadline := time.Now().Add(5 * time.Second); ; {
+				// Whether Revert has returned is looked at before the list, so that a list
+				// taken before it returned is never read as what it left.
+				var done bool
+				var rerr error
+				select {
+				case rerr = <-reverted:
+					done = true
+				default:
+				}
 				rs, err := c.List()
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(rs) == 0 || !rs[0].Active {
-					break // stopped, or already deleted after a short drain
-				}
-				if time.Now().After(deadline) {
+				switch {
+				case done && len(rs) != 0:
+					t.Fatalf("Revert returned %v and left %+v", rerr, rs)
+				case done:
+					reverted <- rerr
+					break wait
+				case len(rs) == 0 || !rs[0].Active:
+					break wait // stopped, or already deleted after a short drain
+				case time.Now().After(deadline):
 					t.Fatalf("the redirect was not stopped: %+v", rs)
 				}
 				time.Sleep(5 * time.Millisecond)

@@ -54,7 +54,11 @@ func (n *NS) String() string {
 // path leads elsewhere (a reused pid) or nowhere, it is looked for by inode among every
 // process's and under /run/netns, and ErrGone is returned when it is nowhere.
 func Open(proc, path string, want uint64) (*NS, error) {
-	self, err := inodeOf(filepath.Join(proc, "self/ns/net"))
+	// The calling thread's namespace, not /proc/self's: that is the main thread's, and a
+	// goroutine locked to the main thread may be inside another namespace at this moment
+	// (a setns of this package, of a netlink dial, of a test), which would make that
+	// namespace look like our own. An unlocked goroutine's thread is always in ours.
+	self, err := inodeOf(filepath.Join(proc, "thread-self/ns/net"))
 	if err != nil {
 		return nil, fmt.Errorf("read own network namespace: %w", err)
 	}
