@@ -115,11 +115,8 @@ func TableName(key string) string {
 type Conn struct{ c *nftables.Conn }
 
 // Open returns a Conn for the namespace that fd refers to (0: the caller's own). Each call
-// dials a netlink socket of its own. One socket kept for all calls (the library's "lasting"
-// connection) was faster, but with it a revert now and then never returned (about one run
-// in ten of TestRevertDrains here, the redirect rule never deleted; the likely
-// cause is a reply one call leaves unread on the socket for the next); per-call sockets never
-// did.
+// dials a netlink socket of its own: a plan, inject or revert makes a handful of calls, once
+// per run, and a socket per call leaves nothing from one call for the next to read.
 func Open(fd int) (*Conn, error) {
 	c, err := nftables.New(nftables.WithNetNSFd(fd))
 	if err != nil {
