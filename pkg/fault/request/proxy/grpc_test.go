@@ -56,7 +56,7 @@ func TestGRPC(t *testing.T) {
 		{"abort 503 is UNAVAILABLE", Rule{Path: "/grpc.health.v1.Health/", Percent: 100, Abort: 503}, codes.Unavailable},
 		{"abort 404 is UNIMPLEMENTED", Rule{Path: "/grpc.health.v1.Health/", Percent: 100, Abort: 404}, codes.Unimplemented},
 		{"grpc status given", Rule{Path: "/grpc.health.v1.Health/Check", Percent: 100, GRPC: int(codes.PermissionDenied)}, codes.PermissionDenied},
-		{"delay only", Rule{Percent: 100, Delay: 10 * time.Millisecond}, codes.OK},
+		{"delay only", Rule{Percent: 100, Delay: 50 * time.Millisecond}, codes.OK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -64,9 +64,13 @@ func TestGRPC(t *testing.T) {
 			hc := grpcClient(t, addr)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			t0 := time.Now()
 			res, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
 			if got := status.Code(err); got != tt.want {
 				t.Fatalf("Check: %v, want %v", err, tt.want)
+			}
+			if took := time.Since(t0); took < tt.rule.Delay {
+				t.Errorf("Check took %v, less than the delay %v", took, tt.rule.Delay)
 			}
 			if tt.want != codes.OK {
 				if msg := status.Convert(err).Message(); msg != abortBody {

@@ -325,3 +325,36 @@ func TestMatch(t *testing.T) {
 		})
 	}
 }
+
+func TestNewRefuses(t *testing.T) {
+	dial := dialTo("127.0.0.1:1")
+	many := map[string]*regexp.Regexp{}
+	for i := range maxRuleHeaders + 1 {
+		many[fmt.Sprintf("X-%d", i)] = regexp.MustCompile(".")
+	}
+	tests := []struct {
+		name string
+		rule Rule
+		o    Options
+		want string
+	}{
+		{"percent", Rule{Percent: 150}, Options{Dial: dial}, "percent 150"},
+		{"negative percent", Rule{Percent: -1}, Options{Dial: dial}, "percent -1"},
+		{"abort status", Rule{Abort: 99}, Options{Dial: dial}, "abort 99"},
+		{"grpc status", Rule{GRPC: 17}, Options{Dial: dial}, "grpc status 17"},
+		{"delay", Rule{Delay: -time.Second}, Options{Dial: dial}, "delay -1s"},
+		{"method", Rule{Methods: []string{"GET /"}}, Options{Dial: dial}, `method "GET /"`},
+		{"header name", Rule{Headers: map[string]*regexp.Regexp{"X Y": regexp.MustCompile(".")}}, Options{Dial: dial}, `header "X Y"`},
+		{"header pattern", Rule{Headers: map[string]*regexp.Regexp{"X-Y": nil}}, Options{Dial: dial}, `header "X-Y": no pattern`},
+		{"headers", Rule{Headers: many}, Options{Dial: dial}, "at most 8"},
+		{"dial", Rule{}, Options{}, "no Dial"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.rule, tt.o)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("New: %v, want an error about %q", err, tt.want)
+			}
+		})
+	}
+}

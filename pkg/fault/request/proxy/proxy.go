@@ -4,7 +4,12 @@
 // Each accepted connection is sniffed: HTTP/1.x is proxied request by request on one upstream
 // connection (keep-alive, pipelining and Upgrade kept); the h2c preface is served as HTTP/2 (so
 // gRPC, trailers included); anything else is spliced as plain TCP. Requests that are not
-// faulted go through byte for byte.
+// faulted go through byte for byte, headers included (nothing like X-Forwarded-For is added).
+//
+// What the proxy does not parse it splices, and so never faults: an HTTP/1 head larger than
+// 16 KiB, a body framed by both Content-Length and Transfer-Encoding (or by a coding other than
+// chunked), whatever follows an Upgrade or CONNECT request, and a connection whose app speaks
+// first (other than an HTTP/2 server's SETTINGS).
 package proxy
 
 //lint:file-ignore SA1019 see h2.go: x/net/http2 is what serves and dials over given connections.
@@ -20,6 +25,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -111,8 +117,9 @@ func (p *Proxy) Serve(ln net.Listener) error {
 			if p.shutting.Load() {
 				return net.ErrClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTemporary) {
+			// Out of descriptors, or a connection gone before it was accepted: worth a
+			// retry, as net/http does, rather than the end of the fault.
+			if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.ENOBUFS) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				p.log.Warn("proxy: accept", "err", err, "retry_in", delay)
 				time.Sleep(delay)
@@ -129,10 +136,6 @@ func (p *Proxy) Serve(ln net.Listener) error {
 		go c.serve()
 	}
 }
-
-// errTemporary stands for accept errors worth a retry (EMFILE and the like), which net
-// reports only through the deprecated Temporary method.
-var errTemporary = errors.New("temporary")
 
 // Shutdown stops accepting, lets in-flight requests finish (an HTTP/1 connection's last answer
 // says Connection: close, an HTTP/2 one gets GOAWAY), closes idle connections, and gives raw
