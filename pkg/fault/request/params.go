@@ -40,6 +40,7 @@ const (
 	defaultDrain = 5 * time.Second
 	maxDrain     = 5 * time.Minute
 	maxList      = 32
+	maxHeaders   = 8 // the proxy matches at most 8 header conditions per request
 	maxRegexp    = 1024
 )
 
@@ -185,8 +186,8 @@ func headers(in map[string]any, es *fault.Errors) map[string]*regexp.Regexp {
 	if len(in) == 0 {
 		return nil
 	}
-	if len(in) > maxList {
-		es.Add("headers", fmt.Sprintf("%d entries: at most %d", len(in), maxList))
+	if len(in) > maxHeaders {
+		es.Add("headers", fmt.Sprintf("%d entries: at most %d", len(in), maxHeaders))
 		return nil
 	}
 	names := make([]string, 0, len(in))

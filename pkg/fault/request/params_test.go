@@ -37,6 +37,8 @@ func TestParams(t *testing.T) {
 		{"negative delay", fault.Params{"port": 8080, "delay": "-1s"}, "delay: -1s is negative", ""},
 		{"drain", fault.Params{"port": 8080, "abort": 503, "drain": "10m"}, "drain: 10m0s is above the limit of 5m0s", ""},
 		{"relative netns", fault.Params{"port": 8080, "abort": 503, "netns": "blue"}, "netns: \"blue\" is not an absolute path", ""},
+		{"nine headers", fault.Params{"port": 8080, "abort": 503, "headers": map[string]any{
+			"a": "1", "b": "1", "c": "1", "d": "1", "e": "1", "f": "1", "g": "1", "h": "1", "i": "1"}}, "headers: 9 entries: at most 8", ""},
 		{"typo", fault.Params{"port": 8080, "abort": 503, "pecrent": 5}, "pecrent", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
