@@ -165,7 +165,8 @@ func (r *report) checkPositive(p path, d time.Duration, what string) {
 }
 
 func (r *report) validateExperiments(c *Config) {
-	first := map[string]int{} // name → index of its first use
+	first := map[string]int{}   // name → index of its first use
+	claimed := map[string]int{} // what a fault claims (fault.Claimer) → index of its first claimant
 	for i := range c.Experiments {
 		e := &c.Experiments[i]
 		p := path{"experiments", i}
@@ -181,12 +182,7 @@ func (r *report) validateExperiments(c *Config) {
 			r.check(false, p.key("name"), "%q is not a valid name: use lower-case letters, digits, '-', '_' and '.', starting with a letter or digit", e.Name)
 		default:
 			if j, dup := first[e.Name]; dup {
-				line, _, _ := locate(r.root, path{"experiments", j, "name"})
-				where := fmt.Sprintf("experiments[%d]", j)
-				if line > 0 {
-					where = fmt.Sprintf("line %d", line)
-				}
-				r.check(false, p.key("name"), "duplicate name %q (first used at %s)", e.Name, where)
+				r.check(false, p.key("name"), "duplicate name %q (first used at %s)", e.Name, r.where(path{"experiments", j, "name"}))
 			} else {
 				first[e.Name] = i
 			}
@@ -208,7 +204,17 @@ func (r *report) validateExperiments(c *Config) {
 		}
 		r.check(e.Concurrency == ConcurrencyForbid || e.Concurrency == ConcurrencyAllow, p.key("concurrency"),
 			"expected forbid or allow, got %q", e.Concurrency)
-		r.validateFault(p.key("fault"), &e.Fault)
+		f := r.validateFault(p.key("fault"), &e.Fault, listenPort(c.Agent))
+		if cl, ok := f.(fault.Claimer); ok && !e.Disabled {
+			for _, what := range cl.Claims() {
+				if j, dup := claimed[what]; dup {
+					r.check(false, p.key("fault"), "%s is faulted by experiment %q already (%s): two experiments may not fault it",
+						what, c.Experiments[j].Name, r.where(path{"experiments", j, "fault"}))
+				} else {
+					claimed[what] = i
+				}
+			}
+		}
 		if r.present(p.key("abort_if")) {
 			r.validateAbortIf(p.key("abort_if"), &e.AbortIf)
 		} else {
@@ -230,26 +236,50 @@ func definedWindows(ws map[string]Window) string {
 	return "defined: " + strings.Join(names, ", ")
 }
 
-func (r *report) validateFault(p path, f *Fault) {
+// where names a config path for a message: its line, or the path when it has none.
+func (r *report) where(p path) string {
+	if line, _, _ := locate(r.root, p); line > 0 {
+		return fmt.Sprintf("line %d", line)
+	}
+	return p.String()
+}
+
+// listenPort is the port of agent.listen, 0 when it is off or has none: faults refuse it
+// (the agent's own API and metrics are never faulted) as the runner's do.
+func listenPort(a Agent) int {
+	if !a.ListenEnabled() {
+		return 0
+	}
+	_, port, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// validateFault checks a fault's type and parameters and returns the fault built from them,
+// nil if they are not valid.
+func (r *report) validateFault(p path, f *Fault, listen int) fault.Fault {
 	if r.reported(p) {
-		return
+		return nil
 	}
 	known := strings.Join(fault.Types(), ", ")
 	if !r.present(p) {
 		r.check(false, p, "missing: every experiment needs a fault, e.g. {type: cpu} (known types: %s)", known)
-		return
+		return nil
 	}
 	if f.Type == "" {
 		r.check(false, p.key("type"), "missing: the kind of fault (known: %s)", known)
-		return
+		return nil
 	}
 	if !fault.Known(f.Type) {
 		r.check(false, p.key("type"), "unknown fault type %q (known: %s)", f.Type, known)
-		return
+		return nil
 	}
 	// A factory only validates and builds; it must not touch the system, so validation may
 	// call it. The runner builds its own, with the real environment.
-	_, err := fault.New(f.Type, f.Params, fault.Env{})
+	built, err := fault.New(f.Type, f.Params, fault.Env{ListenPort: listen})
 	for _, fe := range fault.FieldErrors(err) {
 		fp := p
 		if fe.Key != "" {
@@ -257,6 +287,7 @@ func (r *report) validateFault(p path, f *Fault) {
 		}
 		r.check(false, fp, "%s", fe.Msg)
 	}
+	return built
 }
 
 // fmtDuration is time.Duration.String without the trailing zero units: "1h", not "1h0m0s".

@@ -66,6 +66,14 @@ type Describer interface {
 	Describe() string
 }
 
+// Claimer is implemented by faults that take something no other run may take at the same
+// time (the http fault: a port's inbound connections). Claims names each such thing, in
+// words a user recognises ("http port 8080 in the agent's network namespace"); the config
+// refuses two enabled experiments that claim the same one.
+type Claimer interface {
+	Claims() []string
+}
+
 // Params are a fault's parameters as they come from the config: the fault's YAML mapping
 // without its "type" key.
 type Params = map[string]any
@@ -87,6 +95,10 @@ type Env struct {
 	Seed uint64
 	// Log receives the fault's own log lines.
 	Log *slog.Logger
+	// Observe, if set, counts events of the fault's own work (the http fault: "seen",
+	// "aborted", "delayed" per request). The runner sets it per experiment, bound to that
+	// experiment's metric; it may be called from many goroutines.
+	Observe func(event string)
 }
 
 // WithDefaults returns env with empty fields set to the real host's values.

@@ -38,6 +38,7 @@ type Set struct {
 	NextFire     *prometheus.GaugeVec     // experiment
 	Paused       *prometheus.GaugeVec     // experiment
 	Trips        *prometheus.CounterVec   // experiment: runs aborted by their stop condition
+	HTTPRequests *prometheus.CounterVec   // experiment, outcome: requests the http fault's proxy saw
 	Halted       prometheus.Gauge
 	OpenRuns     prometheus.Gauge
 	JournalBytes prometheus.Gauge
@@ -136,6 +137,10 @@ func New(version string) *Set {
 			Help:    "How long taking a fleet slot took, whether it was granted or refused.",
 			Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5},
 		}),
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "chaos_http_requests_total",
+			Help: "Requests the http fault's proxy saw, by experiment and outcome: seen (every request), aborted, delayed (a request both aborted and delayed counts in both).",
+		}, []string{"experiment", "outcome"}),
 		Halted: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "chaos_agent_halted",
 			Help: "1 while the persisted halt switch is on: nothing fires.",
@@ -163,7 +168,7 @@ func New(version string) *Set {
 	}
 	for _, c := range []prometheus.Collector{
 		s.Injections, s.Active, s.PlannedEnd, s.Duration, s.Skips, s.Runs, s.Reverts, s.Recoveries, s.Sweeps,
-		s.NextFire, s.Paused, s.Trips, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
+		s.NextFire, s.Paused, s.Trips, s.HTTPRequests, s.Halted, s.OpenRuns, s.JournalBytes, s.JournalErrs, s.ConfigReload, s.BuildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
@@ -176,6 +181,26 @@ func New(version string) *Set {
 // Handler serves the registry in the Prometheus exposition format.
 func (s *Set) Handler() http.Handler {
 	return promhttp.HandlerFor(s.Registry, promhttp.HandlerOpts{Registry: s.Registry})
+}
+
+// HTTP outcomes, the values of the outcome label of chaos_http_requests_total.
+var HTTPOutcomes = []string{"seen", "aborted", "delayed"}
+
+// Observer returns a function that counts the http fault's events for experiment, with the
+// counters resolved once (it runs per request). Events outside HTTPOutcomes are dropped.
+func (s *Set) Observer(experiment string) func(string) {
+	cs := make([]prometheus.Counter, len(HTTPOutcomes))
+	for i, o := range HTTPOutcomes {
+		cs[i] = s.HTTPRequests.WithLabelValues(experiment, o)
+	}
+	return func(event string) {
+		for i, o := range HTTPOutcomes {
+			if o == event {
+				cs[i].Inc()
+				return
+			}
+		}
+	}
 }
 
 // Touch creates the label combinations for a fault type so dashboards see zeros, not gaps.

@@ -177,7 +177,13 @@ func (r *Runner) build(cfg *config.Config) (*schedule.Calendar, map[string]*expe
 		if e.Disabled {
 			continue
 		}
-		f, err := fault.New(e.Fault.Type, e.Fault.Params, r.env)
+		env := r.env
+		if e.Fault.Type == "http" {
+			// Per experiment: its proxy counts requests under the experiment's name. Only
+			// the http fault observes anything; others' series would stay at zero forever.
+			env.Observe = r.m.Observer(e.Name)
+		}
+		f, err := fault.New(e.Fault.Type, e.Fault.Params, env)
 		if err != nil {
 			return nil, nil, fmt.Errorf("experiment %s: %w", e.Name, err)
 		}

@@ -7,4 +7,5 @@ import (
 	_ "github.com/chaoscron/chaoscron/pkg/fault/memory"  // memory hog
 	_ "github.com/chaoscron/chaoscron/pkg/fault/network" // netem over netlink
 	_ "github.com/chaoscron/chaoscron/pkg/fault/process" // kill / stop
+	_ "github.com/chaoscron/chaoscron/pkg/fault/request" // http abort / delay
 )
