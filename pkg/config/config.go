@@ -214,7 +214,7 @@ func defaults() Config {
 			StaleAfter: DefaultFleetStaleAfter,
 			MaxActive:  DefaultFleetMaxActive,
 			RespectPDB: true,
-			Disruptive: []string{"process", "network", "memory"},
+			Disruptive: []string{"process", "network", "memory", "http"},
 			LabelsFile: DefaultFleetLabelsFile,
 		},
 	}

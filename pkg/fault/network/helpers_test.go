@@ -45,6 +45,8 @@ func TestMain(m *testing.M) {
 		helperNetns()
 	case "inject-crash":
 		helperInjectCrash()
+	case "main-thread-elsewhere":
+		helperMainThreadElsewhere()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(envHelper))
 		os.Exit(2)

@@ -60,7 +60,11 @@ func (n *netns) String() string {
 // namespace is looked for by inode among every process's and under /run/netns, and
 // errNetnsGone is returned when it is nowhere.
 func openNetns(proc, path string, want uint64) (*netns, error) {
-	self, err := inodeOf(filepath.Join(proc, "self/ns/net"))
+	// The calling thread's namespace, not /proc/self's: that is the main thread's, and a
+	// goroutine locked to the main thread may be inside another namespace at this moment
+	// (another fault's netlink call); taking that one for ours would skip the setns and act
+	// on the agent's own namespace instead.
+	self, err := inodeOf(filepath.Join(proc, "thread-self/ns/net"))
 	if err != nil {
 		return nil, fmt.Errorf("read own network namespace: %w", err)
 	}
