@@ -1,9 +1,10 @@
 // Package fault defines what a fault is to chaoscron: something that plans a change to the
 // system, applies it, and reverses it again from a serialisable undo description.
 //
-// Every fault lives in its own subpackage (cpu, memory, process, network, disk) and registers
-// itself by name in init(), the way toxiproxy's toxics do. A fault subpackage imports this
-// package only: never a sibling, never config or journal.
+// Every fault lives in its own subpackage (cpu, memory, process, network, disk, request) and
+// registers itself by name in init(), the way toxiproxy's toxics do. A fault subpackage imports
+// this package and what faults share under fault/internal only: never a sibling, never config
+// or journal.
 package fault
 
 import (

@@ -7,22 +7,24 @@ import (
 	tc "github.com/florianl/go-tc"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // session is an open namespace with a socket for reading (plain rtnetlink) and one for
 // changing (go-tc).
 type session struct {
-	ns *netns
+	ns *netns.NS
 	rd *netlink.Conn
 	tc *tc.Tc
 }
 
-func newSession(ns *netns) (*session, error) {
-	rd, err := ns.dial()
+func newSession(ns *netns.NS) (*session, error) {
+	rd, err := dial(ns)
 	if err != nil {
 		return nil, err
 	}
-	t, err := ns.tc()
+	t, err := dialTC(ns)
 	if err != nil {
 		rd.Close()
 		return nil, err

@@ -10,6 +10,8 @@ import (
 
 	tc "github.com/florianl/go-tc"
 	"github.com/florianl/go-tc/core"
+
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // BenchmarkQdiscAdd times putting one root qdisc in place on a veth inside a network
@@ -25,7 +27,7 @@ func BenchmarkQdiscAdd(b *testing.B) {
 	sh(b, fmt.Sprintf("$IP netns attach %s %d", name, ns.PID))
 	b.Cleanup(func() { _, _ = shErr(b, "", "$IP netns delete "+name) })
 	index := ns.ifindex(b, "cc-a")
-	nsh, err := openNetns("/proc", ns.Path, 0)
+	nsh, err := netns.Open("/proc", ns.Path, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func BenchmarkQdiscAdd(b *testing.B) {
 	kind, tcArgs := "netem", "netem delay 100ms limit 1000"
 	attr := tc.Attribute{Kind: "netem", Netem: &tc.Netem{Qopt: tc.NetemQopt{Limit: 1000}, Latency64: &delay}}
 	add := func() error {
-		t, err := nsh.tc()
+		t, err := dialTC(nsh)
 		if err != nil {
 			return err
 		}
@@ -44,7 +46,7 @@ func BenchmarkQdiscAdd(b *testing.B) {
 	}
 	del := func() {
 		b.Helper()
-		t, err := nsh.tc()
+		t, err := dialTC(nsh)
 		if err != nil {
 			b.Fatal(err)
 		}

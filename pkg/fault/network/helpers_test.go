@@ -45,8 +45,6 @@ func TestMain(m *testing.M) {
 		helperNetns()
 	case "inject-crash":
 		helperInjectCrash()
-	case "main-thread-elsewhere":
-		helperMainThreadElsewhere()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(envHelper))
 		os.Exit(2)
@@ -373,4 +371,14 @@ func states(t testing.TB, b []byte) []string {
 		out = append(out, i.Name+"="+i.State)
 	}
 	return out
+}
+
+// inodeOf is the inode of the namespace file at path, as an undo records it: read here with
+// stat, not through the code under test.
+func inodeOf(path string) (uint64, error) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
 }

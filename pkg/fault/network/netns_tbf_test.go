@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // Bandwidth faults (tbf) in real network namespaces. The host's kernel has sch_tbf, so these
@@ -263,12 +264,12 @@ func hasPrio(t testing.TB, ns *testNS) bool {
 // every qdisc of the namespace: only lo and the veth pair are there).
 func netlinkRoot(t testing.TB, ns *testNS, index int) tc.Object {
 	t.Helper()
-	h, err := openNetns("/proc", ns.Path, 0)
+	h, err := netns.Open("/proc", ns.Path, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	c, err := h.tc()
+	c, err := dialTC(h)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -191,32 +191,6 @@ func TestNetnsRevertAbsent(t *testing.T) {
 	}
 }
 
-// A namespace whose /proc/<pid> path leads elsewhere (the pid was reused) is found by inode.
-func TestNetnsFindByInode(t *testing.T) {
-	requireNetns(t)
-	a, b := newNS(t), newNS(t)
-	inoA, _ := inodeOf(a.Path)
-	ns, err := openNetns("/proc", b.Path, inoA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ns.inode != inoA || ns.file == nil {
-		t.Errorf("found %+v, want inode %d", ns, inoA)
-	}
-	got, _ := fileInode(ns.file)
-	ns.Close()
-	if got != inoA {
-		t.Errorf("opened inode %d, want %d", got, inoA)
-	}
-	a.Kill()
-	if _, err := openNetns("/proc", b.Path, inoA); !errors.Is(err, errNetnsGone) {
-		t.Errorf("after the namespace ended: %v, want errNetnsGone", err)
-	}
-	if _, err := openNetns("/proc", "/etc/hostname", 0); err == nil {
-		t.Error("a plain file was taken for a namespace")
-	}
-}
-
 func TestNetnsSweepEmpty(t *testing.T) {
 	requireNetns(t)
 	ns := newNS(t)

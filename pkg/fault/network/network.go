@@ -84,6 +84,7 @@ import (
 	"strings"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 func init() { fault.Register("network", New) }
@@ -171,12 +172,12 @@ func joinPorts(ps []uint16) string {
 // Plan resolves the namespace and the interfaces and checks each one's root qdisc, changing
 // nothing. The undo it returns lists every interface as planned.
 func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
-	ns, err := openNetns(f.proc, f.cfg.netns, 0)
+	ns, err := netns.Open(f.proc, f.cfg.netns, 0)
 	if err != nil {
 		return nil, fmt.Errorf("network: plan: %w", err)
 	}
 	defer ns.Close()
-	c, err := ns.dial()
+	c, err := dial(ns)
 	if err != nil {
 		return nil, fmt.Errorf("network: plan: %w", err)
 	}
@@ -214,7 +215,7 @@ func (f *Fault) Plan(ctx context.Context, run string) (fault.Undo, error) {
 		return nil, fmt.Errorf("network: plan in %s: %w", ns, err)
 	}
 	u := undo{
-		Version: undoVersion, Run: run, Netns: f.cfg.netns, NetnsInode: ns.inode,
+		Version: undoVersion, Run: run, Netns: f.cfg.netns, NetnsInode: ns.Inode,
 		Qdisc: qdiscRef{Kind: f.cfg.rootKind(), Handle: rootHandle},
 	}
 	if f.cfg.tbf.Rate > 0 {
@@ -274,7 +275,7 @@ func (f *Fault) Inject(ctx context.Context, plan fault.Undo) (fault.Undo, error)
 	if err != nil {
 		return result(fmt.Errorf("network: inject: %w", err))
 	}
-	ns, err := openNetns(f.proc, u.Netns, u.NetnsInode)
+	ns, err := netns.Open(f.proc, u.Netns, u.NetnsInode)
 	if err != nil {
 		return result(fmt.Errorf("network: inject: %w", err))
 	}
@@ -345,9 +346,9 @@ func (f *Fault) Revert(ctx context.Context, raw fault.Undo) error {
 	if todo == 0 {
 		return nil
 	}
-	ns, err := openNetns(f.proc, u.Netns, u.NetnsInode)
-	if errors.Is(err, errNetnsGone) {
-		f.log.Info("network namespace gone, and the fault with it", "netns", orOwn(u.Netns), "run", u.Run)
+	ns, err := netns.Open(f.proc, u.Netns, u.NetnsInode)
+	if errors.Is(err, netns.ErrGone) {
+		f.log.Info("network namespace gone, and the fault with it", "netns", netns.Name(u.Netns), "run", u.Run)
 		return nil
 	}
 	if err != nil {

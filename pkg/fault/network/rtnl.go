@@ -4,15 +4,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
 	tc "github.com/florianl/go-tc"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // Reading the state (links, default routes, root qdiscs) goes through plain rtnetlink dumps
@@ -20,152 +19,10 @@ import (
 // fails as a whole on a kind it does not know, and only the kind and handle are needed.
 // Changes go through go-tc.
 
-// errNetnsGone means the namespace a fault was injected into no longer exists: no path to it
-// and no process in it. A namespace takes its qdiscs with it, so there is nothing to revert.
-var errNetnsGone = errors.New("network namespace no longer exists")
-
-// netns is an open network namespace: the agent's own (fd 0, no setns needed, so the agent
-// only needs CAP_NET_ADMIN) or another one held open by file.
-type netns struct {
-	path  string // as configured; "" for the agent's own
-	inode uint64
-	file  *os.File // nil for the agent's own
-}
-
-func (n *netns) fd() int {
-	if n.file == nil {
-		return 0
-	}
-	return int(n.file.Fd())
-}
-
-func (n *netns) Close() error {
-	if n.file == nil {
-		return nil
-	}
-	return n.file.Close()
-}
-
-// String names the namespace in messages.
-func (n *netns) String() string {
-	if n.path == "" {
-		return "the agent's network namespace"
-	}
-	return n.path
-}
-
-// openNetns opens the namespace at path ("" for the agent's own). With want == 0 (planning)
-// the path must lead to a namespace. With want != 0 (reverting, sweeping) the namespace must
-// be the one with that inode: if the path now leads elsewhere (a reused pid) or nowhere, the
-// namespace is looked for by inode among every process's and under /run/netns, and
-// errNetnsGone is returned when it is nowhere.
-func openNetns(proc, path string, want uint64) (*netns, error) {
-	// The calling thread's namespace, not /proc/self's: that is the main thread's, and a
-	// goroutine locked to the main thread may be inside another namespace at this moment
-	// (another fault's netlink call); taking that one for ours would skip the setns and act
-	// on the agent's own namespace instead.
-	self, err := inodeOf(filepath.Join(proc, "thread-self/ns/net"))
-	if err != nil {
-		return nil, fmt.Errorf("read own network namespace: %w", err)
-	}
-	if path == "" {
-		if want == 0 || want == self {
-			return &netns{inode: self}, nil
-		}
-		return findNetns(proc, path, want, self)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		if want == 0 {
-			return nil, fmt.Errorf("open network namespace %s: %w", path, err)
-		}
-		return findNetns(proc, path, want, self)
-	}
-	ino, err := fileInode(f)
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("network namespace %s: %w", path, err)
-	}
-	if want != 0 && ino != want {
-		f.Close()
-		return findNetns(proc, path, want, self)
-	}
-	if !isNetns(f) {
-		f.Close()
-		return nil, fmt.Errorf("%s is not a network namespace", path)
-	}
-	if ino == self {
-		// Our own namespace by another name: no setns needed.
-		f.Close()
-		return &netns{path: path, inode: ino}, nil
-	}
-	return &netns{path: path, inode: ino, file: f}, nil
-}
-
-func findNetns(proc, path string, want, self uint64) (*netns, error) {
-	if want == self {
-		return &netns{path: path, inode: self}, nil
-	}
-	candidates, _ := filepath.Glob(filepath.Join(proc, "[0-9]*/ns/net"))
-	more, _ := filepath.Glob("/run/netns/*")
-	for _, c := range append(more, candidates...) {
-		if ino, err := inodeOf(c); err != nil || ino != want {
-			continue
-		}
-		f, err := os.Open(c)
-		if err != nil {
-			continue // the process has just gone; keep looking
-		}
-		if ino, err := fileInode(f); err != nil || ino != want {
-			f.Close()
-			continue
-		}
-		return &netns{path: path, inode: want, file: f}, nil
-	}
-	return nil, fmt.Errorf("%s (inode %d): %w", orOwn(path), want, errNetnsGone)
-}
-
-func orOwn(path string) string {
-	if path == "" {
-		return "the agent's network namespace"
-	}
-	return path
-}
-
-func inodeOf(path string) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, &fs.PathError{Op: "stat", Path: path, Err: err}
-	}
-	return st.Ino, nil
-}
-
-func fileInode(f *os.File) (uint64, error) {
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
-		return 0, err
-	}
-	return st.Ino, nil
-}
-
-// isNetns reports whether f is a network namespace. Kernels since 4.11 say which kind of
-// namespace a file is (NS_GET_NSTYPE); older ones only that it is one (nsfs, or procfs
-// before 3.19), and setns(CLONE_NEWNET) refuses the wrong kind anyway.
-func isNetns(f *os.File) bool {
-	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
-	if err == nil {
-		return t == unix.CLONE_NEWNET
-	}
-	var st unix.Statfs_t
-	if unix.Fstatfs(int(f.Fd()), &st) != nil {
-		return false
-	}
-	return st.Type == unix.NSFS_MAGIC || st.Type == unix.PROC_SUPER_MAGIC
-}
-
-// dial opens an rtnetlink socket for reading in the namespace.
-func (n *netns) dial() (*netlink.Conn, error) {
-	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: n.fd()})
+// dial opens an rtnetlink socket for reading in the namespace (the agent's own needs no
+// setns, so only CAP_NET_ADMIN).
+func dial(n *netns.NS) (*netlink.Conn, error) {
+	c, err := netlink.Dial(unix.NETLINK_ROUTE, &netlink.Config{NetNS: n.FD()})
 	if err != nil {
 		return nil, fmt.Errorf("rtnetlink in %s: %w", n, err)
 	}
@@ -173,9 +30,9 @@ func (n *netns) dial() (*netlink.Conn, error) {
 	return c, nil
 }
 
-// tc opens go-tc in the namespace, with the kernel's error text turned on.
-func (n *netns) tc() (*tc.Tc, error) {
-	t, err := tc.Open(&tc.Config{NetNS: n.fd()})
+// dialTC opens go-tc in the namespace, with the kernel's error text turned on.
+func dialTC(n *netns.NS) (*tc.Tc, error) {
+	t, err := tc.Open(&tc.Config{NetNS: n.FD()})
 	if err != nil {
 		return nil, fmt.Errorf("rtnetlink in %s: %w", n, err)
 	}

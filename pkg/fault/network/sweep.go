@@ -8,6 +8,7 @@ import (
 	"io/fs"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // Sweep removes chaoscron's root qdisc (handle c4a0:, a kind in rootKinds) from every
@@ -19,9 +20,9 @@ import (
 // nothing. A network undo too damaged to decode cannot be reverted either, so sweeping what it
 // described is the right outcome.
 func (f *Fault) Sweep(ctx context.Context, keep []fault.Undo) ([]string, error) {
-	ns, err := openNetns(f.proc, f.cfg.netns, 0)
+	ns, err := netns.Open(f.proc, f.cfg.netns, 0)
 	if err != nil {
-		if errors.Is(err, errNetnsGone) || errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, netns.ErrGone) || errors.Is(err, fs.ErrNotExist) {
 			return nil, nil // no namespace, no qdiscs
 		}
 		return nil, fmt.Errorf("network: sweep: %w", err)
@@ -31,7 +32,7 @@ func (f *Fault) Sweep(ctx context.Context, keep []fault.Undo) ([]string, error) 
 	owned := map[int]bool{}
 	for _, raw := range keep {
 		var u undo
-		if json.Unmarshal(raw, &u) != nil || u.NetnsInode != ns.inode {
+		if json.Unmarshal(raw, &u) != nil || u.NetnsInode != ns.Inode {
 			continue
 		}
 		for _, i := range u.Interfaces {

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 func TestHandleText(t *testing.T) {
@@ -80,8 +82,8 @@ func TestNamespaceGone(t *testing.T) {
 		`"netns":"/run/netns/chaoscron-gone","netns_inode":1`, 1)
 	plan = strings.Replace(plan, `"state":"applied"`, `"state":"planned"`, 1)
 	got, err := f.Inject(t.Context(), []byte(plan))
-	if !errors.Is(err, errNetnsGone) {
-		t.Errorf("Inject: %v, want errNetnsGone", err)
+	if !errors.Is(err, netns.ErrGone) {
+		t.Errorf("Inject: %v, want netns.ErrGone", err)
 	}
 	if s := states(t, got); !slices.Equal(s, []string{"eth0=untouched"}) {
 		t.Errorf("Inject returned %v", s)

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/chaoscron/chaoscron/pkg/fault/request/internal/netns"
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // tcpListen is the state of a listening socket in /proc/net/tcp (TCP_LISTEN).

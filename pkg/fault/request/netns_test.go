@@ -189,13 +189,18 @@ func TestSweep(t *testing.T) {
 	}
 }
 
-// TestPlanErrors: what Plan refuses (a missing namespace, a port nothing listens on), and
-// Inject and Revert refusing plans and undos that are not this fault's, with nothing changed.
+// TestPlanErrors: what Plan refuses (a missing namespace, a file that is no namespace, a port
+// nothing listens on), and Inject and Revert refusing plans and undos that are not this
+// fault's, with nothing changed.
 func TestPlanErrors(t *testing.T) {
 	pod := nstest.New(t)
 	f := newFault(t, fault.Params{"port": 8080, "netns": "/run/netns/chaoscron-no-such", "abort": 503})
 	if _, err := f.Plan(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), "chaoscron-no-such") {
 		t.Errorf("Plan in a missing namespace: %v", err)
+	}
+	f = newFault(t, fault.Params{"port": 8080, "netns": "/etc/hostname", "abort": 503})
+	if _, err := f.Plan(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), "/etc/hostname is not a network namespace") {
+		t.Errorf("Plan in a file that is no namespace: %v", err)
 	}
 	f = newFault(t, fault.Params{"port": 8080, "netns": pod.Path, "abort": 503})
 	if _, err := f.Plan(context.Background(), "x"); err == nil || !strings.Contains(err.Error(), "nothing listens on tcp port 8080") {

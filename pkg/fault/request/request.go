@@ -54,7 +54,7 @@ import (
 	"time"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
-	"github.com/chaoscron/chaoscron/pkg/fault/request/internal/netns"
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 	"github.com/chaoscron/chaoscron/pkg/fault/request/nft"
 )
 

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/chaoscron/chaoscron/internal/testenv"
-	"github.com/chaoscron/chaoscron/pkg/fault/request/internal/netns"
+	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
 )
 
 // Addresses of a Pair: the client is .1, the pod .2.

@@ -1,6 +1,6 @@
-// Package netns opens a network namespace by path and runs code inside it, for the http
-// fault: its proxy listens and dials in the app's namespace, and its nftables table lives
-// there.
+// Package netns opens a network namespace by path, for the faults that work inside one: the
+// network fault's netlink sockets are opened in it (by file descriptor), and the http fault's
+// proxy listens and dials there and its nftables table lives there (Do).
 package netns
 
 import (
@@ -15,15 +15,15 @@ import (
 )
 
 // ErrGone means the namespace no longer exists: no path leads to it and no process is in it.
-// Whatever was in it (an nftables table) went with it.
+// Whatever was in it (qdiscs, an nftables table) went with it, so there is nothing to revert.
 var ErrGone = errors.New("network namespace no longer exists")
 
-// NS is an open network namespace: the caller's own (no file, no setns) or another held
-// open by file.
+// NS is an open network namespace: the caller's own (no file: no setns needed, so a fault
+// acting there only needs CAP_NET_ADMIN) or another held open by file.
 type NS struct {
 	Path  string // as configured; "" for the agent's own
 	Inode uint64
-	file  *os.File
+	file  *os.File // nil for the agent's own
 }
 
 // FD is the namespace's file descriptor for netlink, 0 for the caller's own.
@@ -42,22 +42,29 @@ func (n *NS) Close() error {
 	return n.file.Close()
 }
 
-func (n *NS) String() string {
-	if n.Path == "" {
+// String names the namespace in messages.
+func (n *NS) String() string { return Name(n.Path) }
+
+// Name names the namespace at path in messages ("" for the agent's own), for a caller that
+// has a path but could not open it.
+func Name(path string) string {
+	if path == "" {
 		return "the agent's network namespace"
 	}
-	return n.Path
+	return path
 }
 
-// Open opens the namespace at path ("" for the caller's own). With want == 0 the path must
-// lead to a namespace. With want != 0 the namespace must be the one with that inode: when the
-// path leads elsewhere (a reused pid) or nowhere, it is looked for by inode among every
-// process's and under /run/netns, and ErrGone is returned when it is nowhere.
+// Open opens the namespace at path ("" for the caller's own). With want == 0 (planning) the
+// path must lead to a network namespace. With want != 0 (injecting, reverting, sweeping) the
+// namespace must be the one with that inode: when the path leads elsewhere (a reused pid) or
+// nowhere, it is looked for by inode among every process's and under /run/netns, and ErrGone
+// is returned when it is nowhere.
 func Open(proc, path string, want uint64) (*NS, error) {
 	// The calling thread's namespace, not /proc/self's: that is the main thread's, and a
 	// goroutine locked to the main thread may be inside another namespace at this moment
-	// (a setns of this package, of a netlink dial, of a test), which would make that
-	// namespace look like our own. An unlocked goroutine's thread is always in ours.
+	// (a setns of Do, of a netlink dial, of a test). Taking that one for ours would skip the
+	// setns, and the fault would act on the agent's own namespace instead of the one
+	// configured. An unlocked goroutine's thread is always in ours.
 	self, err := inodeOf(filepath.Join(proc, "thread-self/ns/net"))
 	if err != nil {
 		return nil, fmt.Errorf("read own network namespace: %w", err)
@@ -84,11 +91,12 @@ func Open(proc, path string, want uint64) (*NS, error) {
 		f.Close()
 		return find(proc, path, want, self)
 	}
-	if t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE); err == nil && t != unix.CLONE_NEWNET {
+	if !isNetns(f) {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a network namespace", path)
 	}
 	if ino == self {
+		// Our own namespace by another name: no setns needed.
 		f.Close()
 		return &NS{Path: path, Inode: ino}, nil
 	}
@@ -115,11 +123,7 @@ func find(proc, path string, want, self uint64) (*NS, error) {
 		}
 		return &NS{Path: path, Inode: want, file: f}, nil
 	}
-	name := path
-	if name == "" {
-		name = "the agent's network namespace"
-	}
-	return nil, fmt.Errorf("%s (inode %d): %w", name, want, ErrGone)
+	return nil, fmt.Errorf("%s (inode %d): %w", Name(path), want, ErrGone)
 }
 
 func inodeOf(path string) (uint64, error) {
@@ -136,6 +140,23 @@ func fileInode(f *os.File) (uint64, error) {
 		return 0, err
 	}
 	return st.Ino, nil
+}
+
+// isNetns reports whether f is a network namespace. Kernels since 4.11 say which kind of
+// namespace a file is (NS_GET_NSTYPE); older ones only that it is one (nsfs, or procfs
+// before 3.19), and setns(CLONE_NEWNET) refuses the wrong kind anyway. A file that is no
+// namespace at all (the ioctl fails with ENOTTY) is refused here, when the fault is planned,
+// not at its first setns or netlink dial.
+func isNetns(f *os.File) bool {
+	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err == nil {
+		return t == unix.CLONE_NEWNET
+	}
+	var st unix.Statfs_t
+	if unix.Fstatfs(int(f.Fd()), &st) != nil {
+		return false
+	}
+	return st.Type == unix.NSFS_MAGIC || st.Type == unix.PROC_SUPER_MAGIC
 }
 
 // Do runs fn on an OS thread that has entered the namespace; sockets fn creates belong to
