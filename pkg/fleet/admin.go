@@ -88,7 +88,7 @@ func Status(ctx context.Context, cs *API, ns, group string) (Report, error) {
 		case KindMember:
 			m := Member{Instance: l.Annotations[AnnInstance], Live: alive(&l, now), InPlace: []placed{}}
 			if l.Spec.HolderIdentity != nil {
-				m.Pod, _, _ = cut(*l.Spec.HolderIdentity)
+				m.Pod, _, _ = strings.Cut(*l.Spec.HolderIdentity, "/")
 			}
 			if l.Spec.RenewTime != nil {
 				m.Renewed = l.Spec.RenewTime.UTC()

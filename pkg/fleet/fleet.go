@@ -227,6 +227,3 @@ func parseLabels(s string) map[string]string {
 	}
 	return out
 }
-
-// cut splits a holder identity "pod/rest".
-func cut(s string) (pod, rest string, ok bool) { return strings.Cut(s, "/") }

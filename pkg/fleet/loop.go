@@ -308,9 +308,8 @@ func (f *Fleet) judge() {
 		st.Reason, st.By = s.Annotations[AnnReason], s.Annotations[AnnBy]
 		st.Since, _ = time.Parse(time.RFC3339, s.Annotations[AnnSince])
 	}
-	if st.Contact || f.confirmed.IsZero() {
+	if !st.Contact && !f.confirmed.IsZero() {
 		// Without contact, keep the halt last seen: stale state must not un-halt anything.
-	} else {
 		st.Halted, st.Reason, st.By, st.Since = f.state.Halted, f.state.Reason, f.state.By, f.state.Since
 	}
 	members, used, limit := f.countLocked(now)
