@@ -66,7 +66,7 @@ type Member struct {
 	Instance string    `json:"instance"`
 	Renewed  time.Time `json:"renewed"`
 	Live     bool      `json:"live"`
-	InPlace  []placed  `json:"in_place"`
+	InPlace  []Placed  `json:"in_place"`
 }
 
 // Holder is one slot in use.
@@ -86,7 +86,7 @@ func Status(ctx context.Context, cs *API, ns, group string) (Report, error) {
 	for _, l := range list.Items {
 		switch l.Labels[LabelKind] {
 		case KindMember:
-			m := Member{Instance: l.Annotations[AnnInstance], Live: alive(&l, now), InPlace: []placed{}}
+			m := Member{Instance: l.Annotations[AnnInstance], Live: alive(&l, now), InPlace: []Placed{}}
 			if l.Spec.HolderIdentity != nil {
 				m.Pod, _, _ = strings.Cut(*l.Spec.HolderIdentity, "/")
 			}

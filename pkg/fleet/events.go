@@ -99,7 +99,7 @@ func (e *events) resume(st State) {
 func (f *Fleet) Tell(r *journal.Record) {
 	f.mu.Lock()
 	if r.Status == journal.Active || r.Cleanup == journal.CleanupFailed {
-		f.inPlace[r.ID] = placed{Run: r.ID, Experiment: r.Experiment, Fault: r.Fault, Since: r.AppliedAt, Until: r.PlannedEnd}
+		f.inPlace[r.ID] = Placed{Run: r.ID, Experiment: r.Experiment, Fault: r.Fault, Since: r.AppliedAt, Until: r.PlannedEnd}
 	} else {
 		delete(f.inPlace, r.ID)
 	}

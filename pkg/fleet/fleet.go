@@ -103,10 +103,11 @@ type Fleet struct {
 	state     State
 	held      map[string]string    // holder keys this agent holds → fault type
 	releases  map[string]time.Time // holder keys to give back → when they expire anyway
-	inPlace   map[uint64]placed    // runs in place, from Tell
+	inPlace   map[uint64]Placed    // runs in place, from Tell
 }
 
-type placed struct {
+// Placed is a run in place on a member, as its member Lease lists it.
+type Placed struct {
 	Run        uint64    `json:"run"`
 	Experiment string    `json:"experiment"`
 	Fault      string    `json:"fault"`
@@ -139,7 +140,7 @@ func New(o Options) (*Fleet, error) {
 		leases:   map[string]*coordv1.Lease{},
 		held:     map[string]string{},
 		releases: map[string]time.Time{},
-		inPlace:  map[uint64]placed{},
+		inPlace:  map[uint64]Placed{},
 		state:    State{Detail: "waiting for the fleet's state from the Kubernetes API"},
 	}
 	f.ev = newEvents(f)

@@ -1,6 +1,7 @@
 package fleet
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -82,7 +83,7 @@ func (f *Fleet) renew(ctx context.Context) error {
 	name := memberName(f.cfg.Group, f.pod.Name)
 	f.mu.Lock()
 	cur := f.leases[name]
-	in := slices.SortedFunc(maps.Values(f.inPlace), func(a, b placed) int { return int(a.Run) - int(b.Run) })
+	in := slices.SortedFunc(maps.Values(f.inPlace), func(a, b Placed) int { return cmp.Compare(a.Run, b.Run) })
 	f.mu.Unlock()
 	b, _ := json.Marshal(in)
 	now := metav1.NowMicro()
