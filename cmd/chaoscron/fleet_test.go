@@ -129,12 +129,19 @@ func (f *fleetRun) runs() [][]journal.Record {
 	return all
 }
 
-// holder returns the index of an agent holding a slot now, or -1.
+// holder returns the index of a running agent that holds a slot and whose journal has a
+// fault in place, or -1. (A slot alone is not enough: it is taken before the intent, and
+// given back just after the revert is recorded.)
 func (f *fleetRun) holder() int {
 	for _, h := range f.status().Slots {
 		var i int
-		if _, err := fmt.Sscanf(h.Holder, "web-%d/", &i); err == nil && f.agents[i].cmd.ProcessState == nil {
-			return i
+		if _, err := fmt.Sscanf(h.Holder, "web-%d/", &i); err != nil || f.agents[i].cmd.ProcessState != nil {
+			continue
+		}
+		for _, r := range listRuns(f.t, f.dirs[i], "-c", "chaoscron.yaml") {
+			if r.Open() && r.Status == journal.Active {
+				return i
+			}
 		}
 	}
 	return -1
@@ -272,6 +279,7 @@ func TestFleetAgents(t *testing.T) {
 		eventually(t, 10*time.Second, "a holder", func() bool { i = f.holder(); return i >= 0 })
 		f.agents[i].crash()
 		killed := time.Now()
+		openAtKill := map[int]bool{i: openRunsOf(f.runs()[i]) > 0}
 		hold := f.stale + 3*f.renew
 		eventually(t, hold+5*time.Second, "the dead agent's slot back", func() bool {
 			for _, h := range f.status().Slots {
@@ -286,6 +294,7 @@ func TestFleetAgents(t *testing.T) {
 		var j int
 		eventually(t, 10*time.Second, "another holder", func() bool { j = f.holder(); return j >= 0 })
 		f.agents[j].crash()
+		openAtKill[j] = openRunsOf(f.runs()[j]) > 0
 		f.start(j)
 		restarted := time.Now()
 		eventually(t, hold, "the slot given back by recovery", func() bool {
@@ -298,9 +307,19 @@ func TestFleetAgents(t *testing.T) {
 		})
 		t.Logf("slot given back %s after the restart", time.Since(restarted).Round(time.Millisecond))
 		f.start(i)
-		eventually(t, 10*time.Second, "both dead agents' runs recovered", func() bool {
+		// A fault in place at the kill is recovered by the restarted agent. (The run may have
+		// ended between the choice and the kill: then there is nothing to recover.)
+		if !openAtKill[i] && !openAtKill[j] {
+			t.Fatal("neither SIGKILLed agent had a fault in place: the recovery was not exercised")
+		}
+		eventually(t, 10*time.Second, "the dead agents' runs recovered", func() bool {
 			all := f.runs()
-			return openRunsOf(all[i]) == 0 && recoveredIn(all[i]) && recoveredIn(all[j])
+			for k, open := range openAtKill {
+				if openRunsOf(all[k]) != 0 || (open && !recoveredIn(all[k])) {
+					return false
+				}
+			}
+			return true
 		})
 	})
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
@@ -200,6 +201,15 @@ func TestProtection(t *testing.T) {
 // broadest fault on the real host and checks what it would have chosen.
 func TestPlanNeverChoosesTheAgentOnTheHost(t *testing.T) {
 	child := namedSleep(t, t.TempDir(), "cc"+unique(t))
+	// One process the plan may choose whatever else runs on the host: a sleep whose parent
+	// has exited, so it is no descendant of this (agent) process. Plan only: nothing is killed.
+	out, err := exec.Command("sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if orphan, err := strconv.Atoi(strings.TrimSpace(string(out))); err == nil {
+		t.Cleanup(func() { _ = syscall.Kill(orphan, syscall.SIGKILL) })
+	}
 	f := newFault(t, fault.Params{"cmdline": ".*", "count": "all"}, fault.Env{})
 	plan, err := f.Plan(context.Background(), "host")
 	if err != nil {
