@@ -279,7 +279,7 @@ func TestFleetAgents(t *testing.T) {
 		eventually(t, 10*time.Second, "a holder", func() bool { i = f.holder(); return i >= 0 })
 		f.agents[i].crash()
 		killed := time.Now()
-		openAtKill := map[int]bool{i: openRunsOf(f.runs()[i]) > 0}
+		openAtKill := map[int][]uint64{i: openIDs(f.runs()[i])}
 		hold := f.stale + 3*f.renew
 		eventually(t, hold+5*time.Second, "the dead agent's slot back", func() bool {
 			for _, h := range f.status().Slots {
@@ -294,7 +294,7 @@ func TestFleetAgents(t *testing.T) {
 		var j int
 		eventually(t, 10*time.Second, "another holder", func() bool { j = f.holder(); return j >= 0 })
 		f.agents[j].crash()
-		openAtKill[j] = openRunsOf(f.runs()[j]) > 0
+		openAtKill[j] = openIDs(f.runs()[j])
 		f.start(j)
 		restarted := time.Now()
 		eventually(t, hold, "the slot given back by recovery", func() bool {
@@ -309,14 +309,17 @@ func TestFleetAgents(t *testing.T) {
 		f.start(i)
 		// A fault in place at the kill is recovered by the restarted agent. (The run may have
 		// ended between the choice and the kill: then there is nothing to recover.)
-		if !openAtKill[i] && !openAtKill[j] {
+		// Only the runs open at the kill: the restarted agents fire new ones at once.
+		if len(openAtKill[i])+len(openAtKill[j]) == 0 {
 			t.Fatal("neither SIGKILLed agent had a fault in place: the recovery was not exercised")
 		}
 		eventually(t, 10*time.Second, "the dead agents' runs recovered", func() bool {
 			all := f.runs()
-			for k, open := range openAtKill {
-				if openRunsOf(all[k]) != 0 || (open && !recoveredIn(all[k])) {
-					return false
+			for k, ids := range openAtKill {
+				for _, id := range ids {
+					if !recovered(all[k], id) {
+						return false
+					}
 				}
 			}
 			return true
@@ -387,12 +390,22 @@ func TestFleetAgents(t *testing.T) {
 	}
 }
 
-func openRunsOf(recs []journal.Record) int { return openRuns([][]journal.Record{recs}) }
-
-func recoveredIn(recs []journal.Record) bool {
+// openIDs lists the runs open in recs.
+func openIDs(recs []journal.Record) []uint64 {
+	var ids []uint64
 	for _, r := range recs {
-		if r.Cleanup == journal.CleanupRecovered {
-			return true
+		if r.Open() {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids
+}
+
+// recovered reports whether run id is closed with its fault reverted by recovery.
+func recovered(recs []journal.Record, id uint64) bool {
+	for _, r := range recs {
+		if r.ID == id {
+			return !r.Open() && r.Cleanup == journal.CleanupRecovered
 		}
 	}
 	return false

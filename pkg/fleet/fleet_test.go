@@ -105,7 +105,7 @@ func TestSlotRace(t *testing.T) {
 			var (
 				wg    sync.WaitGroup
 				mu    sync.Mutex
-				won   []*journal.Slot
+				won   = map[*fleet.Fleet]*journal.Slot{}
 				other []error
 				start = make(chan struct{})
 			)
@@ -120,7 +120,7 @@ func TestSlotRace(t *testing.T) {
 					var ref *fleet.Refusal
 					switch {
 					case err == nil:
-						won = append(won, s)
+						won[f] = s
 					case errors.As(err, &ref) && ref.Reason() == fleet.ReasonFleet && strings.Contains(err.Error(), "in use"):
 					default:
 						other = append(other, err)
@@ -136,8 +136,8 @@ func TestSlotRace(t *testing.T) {
 			if err != nil || len(rep.Slots) != max {
 				t.Fatalf("slots lease holds %v (%v), want %d", rep.Slots, err, max)
 			}
-			for i, s := range won {
-				fs[i].Release(s)
+			for f, s := range won {
+				f.Release(s) // by its holder, as the runner does
 			}
 			waitFor(t, 5*time.Second, "slots given back", func() bool {
 				rep, err := fleet.Status(context.Background(), e.agent, e.ns, group)
