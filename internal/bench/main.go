@@ -283,13 +283,20 @@ func render(r results, a agentFigures, count int) string {
 	}
 	row("process scan time vs process count (Plan, no match: every process read)", "`BenchmarkScanScale`", strings.Join(scan, ", "), "—", "—")
 	const pt = "BenchmarkPassThrough"
+	alt := func(name string) string {
+		return name + ": added p50 " + r.f("%.0f µs", pt, name+"-added-p50-µs") + ", p99 " + r.f("%.0f µs", pt, name+"-added-p99-µs") +
+			"; " + r.f("%.2f×", pt, name+"-ratio-direct") + " direct, sidecar " + r.f("%.2f×", pt, "sidecar-"+name+"-ratio-direct") +
+			"; CPU " + r.f("%.0f µs", pt, name+"-cpu-µs/req") + ", " + r.f("%.1f", pt, name+"-switches/req") + " switches a request"
+	}
 	row("http fault: a request not faulted, HTTP/1.1 keep-alive, to a small net/http app: added latency, requests/s (goals: p50 added < 100 µs; ≥ 0.8× direct and ≥ toxiproxy)",
-		"`BenchmarkPassThrough`: direct, through the proxy (a process of its own) and through toxiproxy v2.5.0 with no toxics, in turns: one client for latency, 8 clients for requests/s; CPU: the proxy process's utime+stime per request",
+		"`BenchmarkPassThrough`: direct, through the proxy (a process of its own), toxiproxy v2.5.0 with no toxics and HAProxy (HTTP mode), in turns: one client for latency; 8 clients for requests/s, on shared cores and in the sidecar layout (client and app on one core, the proxy on the other); per request: the proxy process's CPU (utime+stime) and context switches",
 		"added p50 "+r.f("%.0f µs", pt, "added-p50-µs")+r.spread("%.0f", pt, "added-p50-µs")+", p99 "+r.f("%.0f µs", pt, "added-p99-µs")+
-			"; "+r.f("%.0f req/s", pt, "proxy-req/s")+", "+r.f("%.2f×", pt, "ratio-direct")+r.spread("%.2f", pt, "ratio-direct")+" direct ("+r.f("%.0f req/s", pt, "direct-req/s")+"); CPU "+r.f("%.0f µs", pt, "proxy-cpu-µs/req")+" a request",
-		"toxiproxy: added p50 "+r.f("%.0f µs", pt, "toxiproxy-added-p50-µs")+", p99 "+r.f("%.0f µs", pt, "toxiproxy-added-p99-µs")+
-			"; "+r.f("%.0f req/s", pt, "toxiproxy-req/s")+", "+r.f("%.2f×", pt, "toxiproxy-ratio-direct")+" direct; CPU "+r.f("%.0f µs", pt, "toxiproxy-cpu-µs/req")+" a request",
-		r.f("%.2f×", pt, "ratio-toxiproxy")+" (req/s)")
+			"; "+r.f("%.0f req/s", pt, "proxy-req/s")+", "+r.f("%.2f×", pt, "ratio-direct")+r.spread("%.2f", pt, "ratio-direct")+" direct ("+r.f("%.0f req/s", pt, "direct-req/s")+
+			"), sidecar "+r.f("%.2f×", pt, "sidecar-ratio-direct")+r.spread("%.2f", pt, "sidecar-ratio-direct")+
+			"; CPU "+r.f("%.0f µs", pt, "proxy-cpu-µs/req")+", "+r.f("%.1f", pt, "proxy-switches/req")+" switches a request",
+		alt("toxiproxy")+"<br>"+alt("haproxy"),
+		"toxiproxy "+r.f("%.2f×", pt, "ratio-toxiproxy")+", sidecar "+r.f("%.2f×", pt, "sidecar-ratio-toxiproxy")+
+			"; haproxy "+r.f("%.2f×", pt, "ratio-haproxy")+", sidecar "+r.f("%.2f×", pt, "sidecar-ratio-haproxy")+" (req/s)")
 	const take = "BenchmarkTake/agents="
 	row("fleet: taking a slot on a real API server (a Lease update with resourceVersion)",
 		"`pkg/fleet` `BenchmarkTake`: one agent alone; five agents at the same instant, all granted (conflicts, fresh reads, retries)",

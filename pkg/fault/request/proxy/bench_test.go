@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -11,21 +12,26 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // BenchmarkPassThrough measures a request that is not faulted, HTTP/1.1 with keep-alive, to a
-// small net/http app: (a) direct, (b) through the proxy, (c) through toxiproxy with no toxics,
-// side by side in one run. Latency: one client, requests in turns to the three, b.N each;
-// throughput: 8 clients for CHAOSCRON_BENCH_RPS_WINDOW (default 1s) per target, in turns,
-// three rounds. The goals: p50 added < 100 µs; requests/s ≥ 0.8× direct and ≥ toxiproxy's.
-// Toxiproxy is built from internal/toxiproxy (a module of its own); without it (no Go module
-// proxy) its columns are left out.
+// small net/http app: direct, through the proxy, through toxiproxy with no toxics and through
+// HAProxy in HTTP mode, side by side in one run. Latency: one client, requests in turns to
+// each, b.N each. Throughput: 8 clients for CHAOSCRON_BENCH_RPS_WINDOW (default 500ms) per
+// target, in turns, six rounds; once on shared cores and once in the sidecar layout (see tput).
+// Per proxy process: CPU time and context switches per request. The goals: p50 added < 100 µs;
+// requests/s ≥ 0.8× direct and ≥ toxiproxy's. Toxiproxy is built from internal/toxiproxy (a
+// module of its own), HAProxy is taken from PATH; either missing, its columns are left out.
 func BenchmarkPassThrough(b *testing.B) {
 	app := startApp(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -38,13 +44,21 @@ func BenchmarkPassThrough(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	targets := []struct{ name, addr string }{{"direct", app}, {"proxy", addr}}
+	targets := []target{{"direct", app}, {"proxy", addr}}
 	pids := []int{0, pid}
 	if tp, tpid, err := startToxiproxy(b, app); err != nil {
 		b.Logf("toxiproxy left out: %v", err)
 	} else {
-		targets = append(targets, struct{ name, addr string }{"toxiproxy", tp})
+		targets = append(targets, target{"toxiproxy", tp})
 		pids = append(pids, tpid)
+	}
+	// HAProxy in HTTP mode, when installed: a proxy in C that parses HTTP as this one does,
+	// for what a userspace proxy costs at all on this machine.
+	if hp, hpid, err := startHAProxy(b, app); err != nil {
+		b.Logf("haproxy left out: %v", err)
+	} else {
+		targets = append(targets, target{"haproxy", hp})
+		pids = append(pids, hpid)
 	}
 
 	clients := make([]*http.Client, len(targets))
@@ -69,11 +83,13 @@ func BenchmarkPassThrough(b *testing.B) {
 		b.ReportMetric(p50[i], t.name+"-p50-µs")
 		b.ReportMetric(µs(pct(lat[i], 99)), t.name+"-p99-µs")
 	}
-	b.ReportMetric(p50[1]-p50[0], "added-p50-µs")
-	b.ReportMetric(µs(pct(lat[1], 99))-µs(pct(lat[0], 99)), "added-p99-µs")
-	if len(targets) > 2 {
-		b.ReportMetric(p50[2]-p50[0], "toxiproxy-added-p50-µs")
-		b.ReportMetric(µs(pct(lat[2], 99))-µs(pct(lat[0], 99)), "toxiproxy-added-p99-µs")
+	for i, t := range targets[1:] {
+		name := t.name + "-"
+		if i == 0 {
+			name = ""
+		}
+		b.ReportMetric(p50[i+1]-p50[0], name+"added-p50-µs")
+		b.ReportMetric(µs(pct(lat[i+1], 99))-µs(pct(lat[0], 99)), name+"added-p99-µs")
 	}
 
 	window := 500 * time.Millisecond
@@ -82,28 +98,65 @@ func BenchmarkPassThrough(b *testing.B) {
 			window = d
 		}
 	}
-	// Throughput in rounds, each target once per round in turn; a ratio is the median of the
-	// rounds' own ratios, so that load from outside moves both sides of each. The proxies' CPU
-	// time per request (utime+stime of their processes over their windows) does not depend on
-	// that load at all.
+	// Throughput twice. Shared: the client, the app and the proxy compete for every core, so
+	// requests/s measures CPU per request more than anything else. Sidecar: the client and the
+	// app keep to one core and the proxy has the other, as a sidecar container runs on CPU of
+	// its own request rather than the app's; direct then has that one core for itself too.
+	tput(b, "", targets, pids, window, nil)
+	if runtime.NumCPU() >= 2 {
+		app, side := unix.CPUSet{}, unix.CPUSet{}
+		app.Set(0)
+		side.Set(1)
+		tput(b, "sidecar-", targets, pids, window, &[2]unix.CPUSet{app, side})
+	}
+}
+
+// tput measures requests/s of 8 clients for each target in rounds, each target once per round
+// in turn; a ratio is the median of the rounds' own ratios, so that load from outside moves
+// both sides of each. The proxies' CPU time per request (utime+stime of their processes over
+// their windows) does not depend on that load at all. With pin, this process keeps to pin[0]
+// and the proxies' processes to pin[1] for the while.
+func tput(b *testing.B, prefix string, targets []target, pids []int, window time.Duration, pin *[2]unix.CPUSet) {
+	if pin != nil {
+		var all unix.CPUSet
+		for i := range runtime.NumCPU() {
+			all.Set(i)
+		}
+		setAffinity(b, os.Getpid(), pin[0])
+		for _, pid := range pids[1:] {
+			setAffinity(b, pid, pin[1])
+		}
+		defer func() {
+			for _, pid := range pids {
+				if pid == 0 {
+					pid = os.Getpid()
+				}
+				setAffinity(b, pid, all)
+			}
+		}()
+	}
 	const rounds = 6
 	rps := make([][]float64, len(targets))
 	cpu := make([]time.Duration, len(targets))
 	reqs := make([]float64, len(targets))
+	sw := make([]float64, len(targets))
 	for round := 0; round < rounds; round++ {
 		for k := range targets {
 			i := (round + k) % len(targets)
 			c0 := cpuTime(pids[i])
+			s0 := switches(pids[i])
 			r := throughput(b, targets[i].addr, 8, window)
 			cpu[i] += cpuTime(pids[i]) - c0
+			sw[i] += switches(pids[i]) - s0
 			reqs[i] += r * window.Seconds()
 			rps[i] = append(rps[i], r)
 		}
 	}
 	for i, t := range targets {
-		b.ReportMetric(median(rps[i]), t.name+"-req/s")
+		b.ReportMetric(median(rps[i]), prefix+t.name+"-req/s")
 		if pids[i] != 0 {
-			b.ReportMetric(µs(cpu[i])/reqs[i], t.name+"-cpu-µs/req")
+			b.ReportMetric(µs(cpu[i])/reqs[i], prefix+t.name+"-cpu-µs/req")
+			b.ReportMetric(sw[i]/reqs[i], prefix+t.name+"-switches/req")
 		}
 	}
 	ratio := func(a, c int) float64 {
@@ -113,11 +166,46 @@ func BenchmarkPassThrough(b *testing.B) {
 		}
 		return median(q)
 	}
-	b.ReportMetric(ratio(1, 0), "ratio-direct")
-	if len(targets) > 2 {
-		b.ReportMetric(ratio(1, 2), "ratio-toxiproxy")
-		b.ReportMetric(ratio(2, 0), "toxiproxy-ratio-direct")
+	b.ReportMetric(ratio(1, 0), prefix+"ratio-direct")
+	for i, t := range targets[2:] {
+		b.ReportMetric(ratio(1, i+2), prefix+"ratio-"+t.name)
+		b.ReportMetric(ratio(i+2, 0), prefix+t.name+"-ratio-direct")
 	}
+}
+
+// setAffinity keeps every thread of process pid to cpus; threads made later inherit it.
+func setAffinity(b *testing.B, pid int, cpus unix.CPUSet) {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		if err := unix.SchedSetaffinity(tid, &cpus); err != nil && !errors.Is(err, unix.ESRCH) {
+			b.Fatalf("affinity of thread %d of %d: %v", tid, pid, err)
+		}
+	}
+}
+
+type target struct{ name, addr string }
+
+// switches is the context switches of every thread of process pid so far.
+func switches(pid int) float64 {
+	if pid == 0 {
+		return 0
+	}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	n := 0.0
+	for _, t := range tasks {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name()))
+		for _, l := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(l, ":"); ok && strings.HasSuffix(k, "ctxt_switches") {
+				x, _ := strconv.Atoi(strings.TrimSpace(v))
+				n += float64(x)
+			}
+		}
+	}
+	return n
 }
 
 // cpuTime is the user and system CPU time of process pid so far (0 for pid 0).
@@ -226,6 +314,55 @@ func startToxiproxy(b testing.TB, app string) (addr string, pid int, err error) 
 		return "", 0, fmt.Errorf("create a proxy: status %d, %v", res.StatusCode, err)
 	}
 	return created.Listen, cmd.Process.Pid, nil
+}
+
+// startHAProxy starts haproxy (from PATH) in HTTP mode with keep-alive on both sides in front
+// of app; it returns its address.
+func startHAProxy(b testing.TB, app string) (addr string, pid int, err error) {
+	bin, err := exec.LookPath("haproxy")
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := freePort()
+	if err != nil {
+		return "", 0, err
+	}
+	addr = "127.0.0.1:" + port
+	cfg := filepath.Join(b.TempDir(), "haproxy.cfg")
+	err = os.WriteFile(cfg, []byte(`global
+  maxconn 1000
+defaults
+  mode http
+  option http-keep-alive
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+frontend f
+  bind `+addr+`
+  default_backend app
+backend app
+  server app `+app+`
+`), 0o600)
+	if err != nil {
+		return "", 0, err
+	}
+	cmd := exec.Command(bin, "-db", "-f", cfg)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", 0, err
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr, cmd.Process.Pid, nil
+		}
+		if time.Now().After(deadline) {
+			return "", 0, fmt.Errorf("haproxy does not listen on %s: %s", addr, out.String())
+		}
+	}
 }
 
 func freePort() (string, error) {
