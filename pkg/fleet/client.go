@@ -11,6 +11,13 @@ import (
 	"github.com/chaoscron/chaoscron/pkg/config"
 )
 
+// QPS and Burst are an agent's client-side limit on its requests to the API server. An idle
+// agent makes one request per renew; the burst covers a busy tick's takes and their retries.
+const (
+	QPS   = 20
+	Burst = 40
+)
+
 // Client returns a clientset for cfg — the ServiceAccount's credentials in a pod, else the
 // kubeconfig (fleet.kubeconfig, $KUBECONFIG, ~/.kube/config) — and the namespace those
 // credentials imply ("" if none).
@@ -41,8 +48,7 @@ func Client(cfg config.Fleet, userAgent string) (*API, string, error) {
 		ns, _, _ = cc.Namespace()
 	}
 	rc.UserAgent = userAgent
-	// An idle agent makes one request per renew; a burst covers a busy tick's takes.
-	rc.QPS, rc.Burst = 20, 40
+	rc.QPS, rc.Burst = QPS, Burst
 	cs, err := NewAPI(rc)
 	if err != nil {
 		return nil, "", fmt.Errorf("fleet: client: %w", err)

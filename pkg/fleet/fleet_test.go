@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/chaoscron/chaoscron/internal/kube"
 	"github.com/chaoscron/chaoscron/journal"
@@ -30,7 +31,8 @@ func TestMain(m *testing.M) { os.Exit(kube.RunShared(m)) }
 type env struct {
 	c     *kube.Cluster
 	ns    string
-	agent *fleet.API
+	rc    *rest.Config
+	agent *fleet.API // for the tests' own reads and writes
 	admin kubernetes.Interface
 }
 
@@ -54,7 +56,21 @@ func newEnvTB(t testing.TB) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &env{c: c, ns: ns, agent: cs, admin: c.Client()}
+	return &env{c: c, ns: ns, rc: rc, agent: cs, admin: c.Client()}
+}
+
+// client is a client of its own for one member, with the agent's client-side rate limit
+// (fleet.Client): members sharing one limiter would wait for each other's requests, as no two
+// agents do.
+func (e *env) client(t testing.TB) *fleet.API {
+	t.Helper()
+	rc := rest.CopyConfig(e.rc)
+	rc.QPS, rc.Burst = fleet.QPS, fleet.Burst
+	cs, err := fleet.NewAPI(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
 }
 
 func (e *env) config(group, maxActive string) config.Fleet {
@@ -69,7 +85,7 @@ func (e *env) join(t *testing.T, fc config.Fleet, pod fleet.Pod) *fleet.Fleet {
 	if pod.Namespace == "" {
 		pod.Namespace = e.ns
 	}
-	f, err := fleet.New(fleet.Options{Config: fc, Pod: pod, Agent: journal.Agent{Instance: "i-" + pod.Name}, Client: e.agent})
+	f, err := fleet.New(fleet.Options{Config: fc, Pod: pod, Agent: journal.Agent{Instance: "i-" + pod.Name}, Client: e.client(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,7 +51,7 @@ func TestRevokedAccess(t *testing.T) {
 	var mu sync.Mutex
 	var states []fleet.State
 	fc := e.config("revoke", "1")
-	f, err := fleet.New(fleet.Options{Config: fc, Pod: fleet.Pod{Name: "web-1", Namespace: e.ns}, Agent: journal.Agent{Instance: "i1"}, Client: e.agent,
+	f, err := fleet.New(fleet.Options{Config: fc, Pod: fleet.Pod{Name: "web-1", Namespace: e.ns}, Agent: journal.Agent{Instance: "i1"}, Client: e.client(t),
 		OnState: func(s fleet.State) { mu.Lock(); states = append(states, s); mu.Unlock() }})
 	if err != nil {
 		t.Fatal(err)
