@@ -144,22 +144,35 @@ func (f *Fleet) refetchUpdate(ctx context.Context, name string, l *coordv1.Lease
 }
 
 // leave deletes the member Lease (a clean exit: the member is gone at once, not after
-// stale_after). Best effort: the Lease expires anyway.
+// stale_after). It reads the Lease first rather than trusting the cache: a renew cut short by
+// the exit may have landed without its answer. Best effort: the Lease expires anyway.
 func (f *Fleet) leave() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	leases := f.cs.Leases(f.cfg.Namespace)
 	name := memberName(f.cfg.Group, f.pod.Name)
-	f.mu.Lock()
-	cur := f.leases[name]
-	f.mu.Unlock()
-	opts := metav1.DeleteOptions{}
-	if cur != nil {
-		// Only the Lease this instance wrote: a newer agent of the same pod may own it now.
-		opts.Preconditions = &metav1.Preconditions{ResourceVersion: &cur.ResourceVersion}
-	}
-	err := f.cs.Leases(f.cfg.Namespace).Delete(ctx, name, opts)
-	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-		f.log.Debug("leave: member lease not deleted; it expires", "err", err)
+	holder := f.pod.Name + "/" + f.agent.Instance
+	for range 3 {
+		cur, err := leases.Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return
+		}
+		if err != nil {
+			f.log.Debug("leave: member lease not deleted; it expires", "err", err)
+			return
+		}
+		// Only the Lease this instance holds: a newer agent of the same pod may own it now.
+		if cur.Spec.HolderIdentity == nil || *cur.Spec.HolderIdentity != holder {
+			return
+		}
+		err = leases.Delete(ctx, name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{ResourceVersion: &cur.ResourceVersion}})
+		if err == nil || apierrors.IsNotFound(err) {
+			return
+		}
+		if !apierrors.IsConflict(err) {
+			f.log.Debug("leave: member lease not deleted; it expires", "err", err)
+			return
+		}
 	}
 }
 

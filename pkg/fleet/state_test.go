@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/chaoscron/chaoscron/journal"
@@ -99,5 +100,52 @@ func TestRevokedAccess(t *testing.T) {
 	}
 	if !lost || !back {
 		t.Errorf("OnState was not told of the loss and the return: %+v", states)
+	}
+}
+
+// TestLeave: a clean exit deletes the member Lease this instance holds, and never one a newer
+// agent of the same pod holds now. (Its reading the Lease fresh, for a renew cut short by the
+// exit, is what TestFleetAgents's clean stops caught: a race this test cannot pin down.)
+func TestLeave(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	fc := e.config("leave", "1")
+	fc.Renew = 5 * time.Second // no renew of its own between the steps below
+	fc.StaleAfter = 30 * time.Second
+	name := "chaoscron-leave-web-1"
+	start := func() (stop func()) {
+		f, err := fleet.New(fleet.Options{Config: fc, Pod: fleet.Pod{Name: "web-1", Namespace: e.ns}, Agent: journal.Agent{Instance: "a"}, Client: e.client(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() { defer close(done); f.Run(rctx) }()
+		waitFor(t, 10*time.Second, "contact", func() bool { return f.State().Contact })
+		return func() { cancel(); <-done }
+	}
+	leases := e.admin.CoordinationV1().Leases(e.ns)
+
+	stop := start()
+	stop()
+	if _, err := leases.Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("member lease after a clean exit: %v, want not found", err)
+	}
+
+	// Taken over by a newer agent of the same pod: left to it.
+	stop = start()
+	l, err := leases.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer := "web-1/b"
+	l.Spec.HolderIdentity = &newer
+	if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	l, err = leases.Get(ctx, name, metav1.GetOptions{})
+	if err != nil || *l.Spec.HolderIdentity != newer {
+		t.Fatalf("the newer agent's member lease after the old one left: %v, %v", l, err)
 	}
 }
