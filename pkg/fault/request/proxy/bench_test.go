@@ -104,10 +104,10 @@ func BenchmarkPassThrough(b *testing.B) {
 	// its own request rather than the app's; direct then has that one core for itself too.
 	tput(b, "", targets, pids, window, nil)
 	if runtime.NumCPU() >= 2 {
-		app, side := unix.CPUSet{}, unix.CPUSet{}
-		app.Set(0)
-		side.Set(1)
-		tput(b, "sidecar-", targets, pids, window, &[2]unix.CPUSet{app, side})
+		var load, own unix.CPUSet // the client's and app's core; the proxy's
+		load.Set(0)
+		own.Set(1)
+		tput(b, "sidecar-", targets, pids, window, &[2]unix.CPUSet{load, own})
 	}
 }
 
