@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	tc "github.com/florianl/go-tc"
-	"golang.org/x/sys/unix"
 
 	"github.com/chaoscron/chaoscron/pkg/fault"
 	"github.com/chaoscron/chaoscron/pkg/fault/internal/netns"
@@ -311,41 +308,13 @@ func checkTbfParms(t testing.TB, q tc.Object, cfg tbfConfig, clk clock) {
 	}
 }
 
-// inNetns runs fn on an OS thread moved into the namespace at path, and moves the thread
-// back afterwards. Sockets fn opens stay in that namespace. The thread must not simply be
-// left to die: it may be the one that started a namespace helper, whose parent-death
-// signal follows the thread, not the process.
+// inNetns runs fn on an OS thread inside the namespace at path (netns.Do, as the faults
+// do): sockets fn opens stay in that namespace.
 func inNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		own, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer own.Close()
-		f, err := os.Open(path)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("setns %s: %w", path, err)
-			return
-		}
-		err = fn()
-		if rerr := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); rerr != nil {
-			// Still locked: the runtime discards the thread rather than reuse it elsewhere.
-			errc <- errors.Join(err, fmt.Errorf("setns back: %w", rerr))
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	return <-errc
+	ns, err := netns.Open("/proc", path, 0)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	return ns.Do(fn)
 }

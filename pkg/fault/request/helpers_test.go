@@ -47,12 +47,9 @@ func TestMain(m *testing.M) {
 	}
 }
 
-func helperInject() {
+// helperFault is the fault of envParams; a helper that fails prints why and exits 1 (die).
+func helperFault() fault.Fault {
 	var p fault.Params
-	die := func(err error) {
-		fmt.Println(err)
-		os.Exit(1)
-	}
 	if err := json.Unmarshal([]byte(os.Getenv(envParams)), &p); err != nil {
 		die(err)
 	}
@@ -60,6 +57,16 @@ func helperInject() {
 	if err != nil {
 		die(err)
 	}
+	return f
+}
+
+func die(err error) {
+	fmt.Println(err)
+	os.Exit(1)
+}
+
+func helperInject() {
+	f := helperFault()
 	plan, err := f.Plan(context.Background(), fmt.Sprintf("torture-%d", os.Getpid()))
 	if err != nil {
 		die(err)
@@ -85,18 +92,7 @@ func helperInject() {
 }
 
 func helperHold() {
-	var p fault.Params
-	die := func(err error) {
-		fmt.Println(err)
-		os.Exit(1)
-	}
-	if err := json.Unmarshal([]byte(os.Getenv(envParams)), &p); err != nil {
-		die(err)
-	}
-	f, err := New(p, fault.Env{})
-	if err != nil {
-		die(err)
-	}
+	f := helperFault()
 	ctx := context.Background()
 	plan, err := f.Plan(ctx, fmt.Sprintf("hold-%d", os.Getpid()))
 	if err != nil {
